@@ -1,0 +1,41 @@
+# Makefile for ethindex (PGXS)
+
+MODULE_big = ethindex
+EXTENSION = ethindex
+DATA = sql/ethindex--0.1.sql
+PGFILEDESC = "ethindex - Ethereum indexer inside PostgreSQL"
+
+OBJS = \
+	src/ethindex.o \
+	src/schema.o \
+	src/decode.o \
+	src/decode_sql.o \
+	src/queue.o \
+	src/rpc.o \
+	src/launcher.o \
+	src/fetcher.o \
+	src/writer.o \
+	src/sqlfuncs.o
+
+PG_CPPFLAGS = -I$(srcdir)/src -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare -Werror
+SHLIB_LINK = -lcurl -ljansson
+
+REGRESS = schema interface decode
+REGRESS_OPTS = --inputdir=$(srcdir) --outputdir=$(REGRESS_OUTDIR) \
+	--temp-instance=$(REGRESS_OUTDIR)/tmp_check \
+	--temp-config=$(srcdir)/test/regress.conf
+REGRESS_OUTDIR ?= test/tmp/regress
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+.PHONY: test demo bench deps
+deps:
+	test/install-deps.sh
+
+test:
+	test/run-tests.sh
+
+demo:
+	test/demo.sh

@@ -1,0 +1,467 @@
+/* sql/ethindex--0.1.sql: schema, tables and SQL interface of ethindex 0.1 */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION ethindex" to load this file. \quit
+
+/*
+ * Chains: one row per registered chain.  The configuration columns are
+ * written by add_chain() and friends; next_block and last_hash are the
+ * progress checkpoint, written only by the chain's writer in the same
+ * transaction as the rows of the blocks it stores.
+ */
+CREATE TABLE chains (
+	name			text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_.-]{1,48}$'),
+	chain_id		bigint UNIQUE CHECK (chain_id > 0),
+	rpc_urls		text[] NOT NULL CHECK (cardinality(rpc_urls) BETWEEN 1 AND 8),
+	start_block		bigint NOT NULL DEFAULT 0 CHECK (start_block >= 0),
+	confirmations	integer NOT NULL DEFAULT 12 CHECK (confirmations >= 0),
+	poll_interval	interval NOT NULL DEFAULT '1 second' CHECK (poll_interval >= '10 milliseconds' AND poll_interval <= '1 hour'),
+	partition_size	bigint NOT NULL DEFAULT 100000 CHECK (partition_size >= 1000),
+	batch_size		integer NOT NULL DEFAULT 10 CHECK (batch_size BETWEEN 1 AND 1000),
+	enabled			boolean NOT NULL DEFAULT false,
+	next_block		bigint NOT NULL CHECK (next_block >= start_block),
+	last_hash		bytea CHECK (octet_length(last_hash) = 32),
+	created_at		timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE chains IS 'Registered chains: configuration and the progress checkpoint (next_block, last_hash)';
+COMMENT ON COLUMN chains.next_block IS 'First block not yet stored; every block from start_block to next_block - 1 is committed';
+COMMENT ON COLUMN chains.last_hash IS 'Hash of block next_block - 1, NULL before the first block is stored';
+
+/*
+ * Data tables.  Every table starts with chain_id and is range-partitioned on
+ * (chain_id, block number); partitions are created by _ensure_partitions().
+ * Column order is part of the C code's contract (src/schema.c checks it at
+ * writer start).
+ */
+CREATE TABLE blocks (
+	chain_id				bigint NOT NULL,
+	number					bigint NOT NULL,
+	hash					bytea NOT NULL,
+	parent_hash				bytea NOT NULL,
+	nonce					bytea,
+	sha3_uncles				bytea,
+	logs_bloom				bytea,
+	transactions_root		bytea,
+	state_root				bytea,
+	receipts_root			bytea,
+	miner					bytea,
+	difficulty				numeric(78,0),
+	total_difficulty		numeric(78,0),
+	extra_data				bytea,
+	size					bigint,
+	gas_limit				bigint NOT NULL,
+	gas_used				bigint NOT NULL,
+	timestamp				timestamptz NOT NULL,
+	mix_hash				bytea,
+	base_fee_per_gas		numeric(78,0),
+	withdrawals_root		bytea,
+	blob_gas_used			bigint,
+	excess_blob_gas			bigint,
+	parent_beacon_block_root bytea,
+	requests_hash			bytea,
+	uncles					bytea[] NOT NULL,
+	transaction_count		integer NOT NULL,
+	withdrawal_count		integer,
+	PRIMARY KEY (chain_id, number)
+) PARTITION BY RANGE (chain_id, number);
+
+CREATE TABLE transactions (
+	chain_id				bigint NOT NULL,
+	block_number			bigint NOT NULL,
+	transaction_index		integer NOT NULL,
+	hash					bytea NOT NULL,
+	block_hash				bytea NOT NULL,
+	block_timestamp			timestamptz,
+	type					smallint NOT NULL,
+	from_address			bytea NOT NULL,
+	to_address				bytea,
+	nonce					bigint NOT NULL,
+	value					numeric(78,0) NOT NULL,
+	gas						bigint NOT NULL,
+	gas_price				numeric(78,0),
+	max_fee_per_gas			numeric(78,0),
+	max_priority_fee_per_gas numeric(78,0),
+	max_fee_per_blob_gas	numeric(78,0),
+	input					bytea NOT NULL,
+	tx_chain_id				bigint,
+	access_list				jsonb,
+	blob_versioned_hashes	bytea[],
+	authorization_list		jsonb,
+	v						numeric(78,0),
+	r						numeric(78,0),
+	s						numeric(78,0),
+	y_parity				smallint,
+	/* receipt fields */
+	cumulative_gas_used		bigint NOT NULL,
+	gas_used				bigint NOT NULL,
+	effective_gas_price		numeric(78,0),
+	contract_address		bytea,
+	status					smallint,
+	root					bytea,
+	logs_bloom				bytea NOT NULL,
+	blob_gas_used			bigint,
+	blob_gas_price			numeric(78,0),
+	log_count				integer NOT NULL,
+	PRIMARY KEY (chain_id, block_number, transaction_index)
+) PARTITION BY RANGE (chain_id, block_number);
+
+CREATE TABLE logs (
+	chain_id				bigint NOT NULL,
+	block_number			bigint NOT NULL,
+	log_index				integer NOT NULL,
+	transaction_index		integer NOT NULL,
+	transaction_hash		bytea NOT NULL,
+	block_hash				bytea NOT NULL,
+	block_timestamp			timestamptz,
+	address					bytea NOT NULL,
+	topic0					bytea,
+	topic1					bytea,
+	topic2					bytea,
+	topic3					bytea,
+	data					bytea NOT NULL,
+	removed					boolean NOT NULL,
+	PRIMARY KEY (chain_id, block_number, log_index)
+) PARTITION BY RANGE (chain_id, block_number);
+
+CREATE TABLE withdrawals (
+	chain_id				bigint NOT NULL,
+	block_number			bigint NOT NULL,
+	index					bigint NOT NULL,
+	validator_index			bigint NOT NULL,
+	address					bytea NOT NULL,
+	amount					numeric(78,0) NOT NULL,
+	PRIMARY KEY (chain_id, block_number, index)
+) PARTITION BY RANGE (chain_id, block_number);
+
+COMMENT ON COLUMN withdrawals.amount IS 'Amount in Gwei, as the node returns it';
+COMMENT ON COLUMN transactions.root IS 'Pre-Byzantium receipt state root (status is NULL then)';
+
+CREATE INDEX blocks_hash_idx ON blocks (hash);
+CREATE INDEX transactions_hash_idx ON transactions (hash);
+CREATE INDEX transactions_from_idx ON transactions (from_address, block_number);
+CREATE INDEX transactions_to_idx ON transactions (to_address, block_number);
+CREATE INDEX logs_address_topic0_idx ON logs (address, topic0, block_number);
+CREATE INDEX logs_topic0_idx ON logs (topic0, block_number);
+CREATE INDEX logs_transaction_hash_idx ON logs (transaction_hash);
+CREATE INDEX withdrawals_address_idx ON withdrawals (address, block_number);
+
+/*
+ * _ensure_partitions: create the partitions of all data tables that cover
+ * blocks [from_block, to_block] of a chain.  Called by the writers ahead of
+ * the rows they write; idempotent.  Partition names are
+ * <table>_<chain_id>_<first block, zero-padded>.
+ */
+CREATE FUNCTION _ensure_partitions(p_chain_id bigint, p_partition_size bigint,
+								   p_from_block bigint, p_to_block bigint)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	lo		bigint := (p_from_block / p_partition_size) * p_partition_size;
+	hi		bigint;
+	tbl		text;
+	pname	text;
+	created	integer := 0;
+BEGIN
+	WHILE lo <= p_to_block LOOP
+		hi := lo + p_partition_size;
+		FOREACH tbl IN ARRAY ARRAY['blocks', 'transactions', 'logs', 'withdrawals'] LOOP
+			pname := format('%s_%s_%s', tbl, p_chain_id, lpad(lo::text, 12, '0'));
+			IF to_regclass(format('ethindex.%I', pname)) IS NULL THEN
+				EXECUTE format('CREATE TABLE ethindex.%I PARTITION OF ethindex.%I FOR VALUES FROM (%s, %s) TO (%s, %s)',
+							   pname, tbl, p_chain_id, lo, p_chain_id, hi);
+				created := created + 1;
+			END IF;
+		END LOOP;
+		lo := hi;
+	END LOOP;
+	RETURN created;
+END;
+$$;
+
+/* Drop every partition of one chain's data. */
+CREATE FUNCTION _drop_partitions(p_chain_id bigint)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	part	regclass;
+	dropped	integer := 0;
+BEGIN
+	FOR part IN
+		SELECT c.oid::regclass
+		FROM pg_inherits i
+		JOIN pg_class c ON c.oid = i.inhrelid
+		JOIN pg_class p ON p.oid = i.inhparent
+		JOIN pg_namespace n ON n.oid = p.relnamespace
+		WHERE n.nspname = 'ethindex'
+		  AND p.relname IN ('blocks', 'transactions', 'logs', 'withdrawals')
+		  AND c.relname ~ ('^[a-z]+_' || p_chain_id || '_[0-9]+$')
+	LOOP
+		EXECUTE format('DROP TABLE %s', part);
+		dropped := dropped + 1;
+	END LOOP;
+	RETURN dropped;
+END;
+$$;
+
+/* C functions */
+CREATE FUNCTION _assert_loaded()
+RETURNS void
+AS 'MODULE_PATHNAME', 'ethindex_assert_loaded'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+CREATE FUNCTION _wake_launcher_at_commit()
+RETURNS void
+AS 'MODULE_PATHNAME', 'ethindex_wake_launcher_at_commit'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+CREATE FUNCTION _runtime_state(
+	OUT name text,
+	OUT state text,
+	OUT node_head bigint,
+	OUT stored_through bigint,
+	OUT blocks_per_second double precision,
+	OUT transactions_per_second double precision,
+	OUT queued_blocks integer,
+	OUT queued_bytes bigint,
+	OUT fetcher_pid integer,
+	OUT writer_pid integer,
+	OUT endpoint text,
+	OUT last_error text,
+	OUT last_error_at timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'ethindex_runtime_state'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+
+/*
+ * _decode_block: run the ingestion decoder on one block and its receipts and
+ * show every decoded value as text.  For tests and for inspecting a node's
+ * response; raises the same errors the fetcher records.
+ */
+CREATE FUNCTION _decode_block(chain_id bigint, block_number bigint,
+							  block_json text, receipts_json text)
+RETURNS TABLE (table_name text, row_number integer, column_name text, value text)
+AS 'MODULE_PATHNAME', 'ethindex_decode_block'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+/*
+ * add_chain: register a chain.  It starts stopped; start() begins indexing.
+ */
+CREATE FUNCTION add_chain(name text,
+						  rpc_urls text[],
+						  chain_id bigint DEFAULT NULL,
+						  start_block bigint DEFAULT 0,
+						  confirmations integer DEFAULT 12,
+						  poll_interval interval DEFAULT '1 second',
+						  partition_size bigint DEFAULT 100000,
+						  batch_size integer DEFAULT 10)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	url text;
+BEGIN
+	IF name IS NULL OR name !~ '^[A-Za-z0-9_.-]{1,48}$' THEN
+		RAISE EXCEPTION 'invalid chain name "%"', name
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A chain name has 1 to 48 letters, digits, "_", "." or "-".';
+	END IF;
+	IF rpc_urls IS NULL OR cardinality(rpc_urls) = 0 THEN
+		RAISE EXCEPTION 'chain "%" needs at least one JSON-RPC endpoint', name
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF cardinality(rpc_urls) > 8 THEN
+		RAISE EXCEPTION 'chain "%" has % JSON-RPC endpoints, the maximum is 8', name, cardinality(rpc_urls)
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	FOREACH url IN ARRAY rpc_urls LOOP
+		IF url IS NULL OR url !~* '^https?://[^[:space:]]+$' OR length(url) > 1000 THEN
+			RAISE EXCEPTION 'invalid JSON-RPC endpoint URL "%"', url
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Endpoints are http:// or https:// URLs.';
+		END IF;
+	END LOOP;
+	IF chain_id IS NOT NULL AND chain_id <= 0 THEN
+		RAISE EXCEPTION 'invalid chain id %', chain_id
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF start_block IS NULL OR start_block < 0 THEN
+		RAISE EXCEPTION 'start_block must be zero or positive, not %', coalesce(start_block::text, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF confirmations IS NULL OR confirmations < 0 THEN
+		RAISE EXCEPTION 'confirmations must be zero or positive, not %', coalesce(confirmations::text, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF EXISTS (SELECT 1 FROM ethindex.chains c WHERE c.name = add_chain.name) THEN
+		RAISE EXCEPTION 'chain "%" already exists', name
+			USING ERRCODE = 'duplicate_object';
+	END IF;
+	IF chain_id IS NOT NULL AND EXISTS (SELECT 1 FROM ethindex.chains c WHERE c.chain_id = add_chain.chain_id) THEN
+		RAISE EXCEPTION 'chain id % is already registered', chain_id
+			USING ERRCODE = 'duplicate_object',
+				  DETAIL = format('Chain "%s" has chain id %s.',
+								  (SELECT c.name FROM ethindex.chains c WHERE c.chain_id = add_chain.chain_id), chain_id);
+	END IF;
+	INSERT INTO ethindex.chains (name, chain_id, rpc_urls, start_block, confirmations,
+								 poll_interval, partition_size, batch_size, next_block)
+	VALUES (name, chain_id, rpc_urls, start_block, confirmations,
+			poll_interval, partition_size, batch_size, start_block);
+END;
+$$;
+
+CREATE FUNCTION _chain_must_exist(p_name text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM ethindex.chains WHERE name = p_name) THEN
+		RAISE EXCEPTION 'chain "%" does not exist', p_name
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'Register it with ethindex.add_chain().';
+	END IF;
+END;
+$$;
+
+CREATE FUNCTION start(name text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM ethindex._chain_must_exist(name);
+	PERFORM ethindex._assert_loaded();
+	UPDATE ethindex.chains c SET enabled = true WHERE c.name = start.name;
+	PERFORM ethindex._wake_launcher_at_commit();
+END;
+$$;
+
+CREATE FUNCTION stop(name text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM ethindex._chain_must_exist(name);
+	UPDATE ethindex.chains c SET enabled = false WHERE c.name = stop.name;
+	IF current_setting('ethindex.database', true) IS NOT NULL THEN
+		PERFORM ethindex._wake_launcher_at_commit();
+	END IF;
+END;
+$$;
+
+CREATE FUNCTION remove_chain(name text, drop_data boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	ch ethindex.chains;
+BEGIN
+	SELECT * INTO ch FROM ethindex.chains c WHERE c.name = remove_chain.name FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'chain "%" does not exist', name
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	IF ch.enabled THEN
+		RAISE EXCEPTION 'cannot remove chain "%" while it is started', name
+			USING ERRCODE = 'object_in_use',
+				  HINT = format('Call ethindex.stop(%L) first.', name);
+	END IF;
+	IF coalesce(drop_data, false) AND ch.chain_id IS NOT NULL THEN
+		PERFORM ethindex._drop_partitions(ch.chain_id);
+	END IF;
+	DELETE FROM ethindex.chains c WHERE c.name = remove_chain.name;
+END;
+$$;
+
+CREATE FUNCTION status(
+	OUT name text,
+	OUT chain_id bigint,
+	OUT state text,
+	OUT node_head bigint,
+	OUT indexed_through bigint,
+	OUT lag bigint,
+	OUT blocks_per_second double precision,
+	OUT transactions_per_second double precision,
+	OUT last_error text,
+	OUT last_error_at timestamptz,
+	OUT start_block bigint,
+	OUT queued_blocks integer,
+	OUT queued_bytes bigint,
+	OUT endpoint text,
+	OUT fetcher_pid integer,
+	OUT writer_pid integer)
+RETURNS SETOF record
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT c.name,
+		   c.chain_id,
+		   CASE WHEN NOT c.enabled THEN 'stopped'
+				ELSE coalesce(r.state, 'starting') END,
+		   r.node_head,
+		   CASE WHEN c.next_block > c.start_block THEN c.next_block - 1 END,
+		   CASE WHEN c.next_block > c.start_block THEN r.node_head - (c.next_block - 1)
+				ELSE r.node_head - c.start_block + 1 END,
+		   coalesce(r.blocks_per_second, 0),
+		   coalesce(r.transactions_per_second, 0),
+		   r.last_error,
+		   r.last_error_at,
+		   c.start_block,
+		   coalesce(r.queued_blocks, 0),
+		   coalesce(r.queued_bytes, 0),
+		   r.endpoint,
+		   r.fetcher_pid,
+		   r.writer_pid
+	FROM ethindex.chains c
+	LEFT JOIN ethindex._runtime_state() r ON r.name = c.name
+	ORDER BY c.name
+$$;
+
+CREATE VIEW chain_status AS SELECT * FROM status();
+
+/*
+ * wait_for: wait until every block of the chain up to and including "block"
+ * is committed.  Returns false on timeout.
+ */
+CREATE FUNCTION wait_for(name text, block bigint, timeout interval DEFAULT '60 seconds')
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	deadline	timestamptz := clock_timestamp() + timeout;
+	through		bigint;
+BEGIN
+	PERFORM ethindex._chain_must_exist(name);
+	LOOP
+		SELECT c.next_block - 1 INTO through FROM ethindex.chains c WHERE c.name = wait_for.name;
+		IF through IS NULL THEN
+			RAISE EXCEPTION 'chain "%" was removed while waiting', name
+				USING ERRCODE = 'undefined_object';
+		END IF;
+		IF through >= block THEN
+			RETURN true;
+		END IF;
+		IF clock_timestamp() >= deadline THEN
+			RETURN false;
+		END IF;
+		PERFORM pg_sleep(0.02);
+	END LOOP;
+END;
+$$;
+
+REVOKE ALL ON FUNCTION add_chain(text, text[], bigint, bigint, integer, interval, bigint, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION start(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION stop(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION remove_chain(text, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _ensure_partitions(bigint, bigint, bigint, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _drop_partitions(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _wake_launcher_at_commit() FROM PUBLIC;

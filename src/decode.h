@@ -1,0 +1,95 @@
+/*-------------------------------------------------------------------------
+ *
+ * decode.h
+ *	  Hot-path decoding of JSON-RPC block and receipt responses straight
+ *	  into Datum arrays laid out as in schema.h, and splitting of JSON-RPC
+ *	  (batch) response envelopes.
+ *
+ * Copyright (c) 2026, ethindex developers
+ *
+ * IDENTIFICATION
+ *	  src/decode.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ETHINDEX_DECODE_H
+#define ETHINDEX_DECODE_H
+
+#include "postgres.h"
+#include "schema.h"
+
+/* Rows of one table decoded from one block: nrows * natts values and nulls. */
+typedef struct DecodedRows
+{
+	int			natts;
+	int			nrows;
+	Datum	   *values;			/* row-major: values[row * natts + att] */
+	bool	   *nulls;
+} DecodedRows;
+
+/* One block with its transactions, receipts, logs and withdrawals. */
+typedef struct DecodedBlock
+{
+	int64		number;
+	uint8		hash[32];
+	uint8		parent_hash[32];
+	int			transaction_count;
+	int			log_count;
+	DecodedRows tables[ETH_NUM_TABLES];
+} DecodedBlock;
+
+/*
+ * eth_decode_block
+ *
+ * Decode the "result" of eth_getBlockByNumber(n, true) and the "result" of
+ * eth_getBlockReceipts(n) (a JSON array of receipts in transaction order)
+ * into *out.  All memory is palloc'd in CurrentMemoryContext.
+ *
+ * Every field is checked: hex syntax and length, quantities that fit their
+ * column, required fields present, receipts matching the block's
+ * transactions one to one (hash, index, block hash and number), log block
+ * and transaction references, the block number equal to expected_number.
+ * Any problem raises ERROR with errcode ERRCODE_INVALID_TEXT_REPRESENTATION
+ * (malformed JSON or hex), ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE (does not fit)
+ * or ERRCODE_DATA_EXCEPTION (missing/mismatched fields), naming the block,
+ * the object and the field; nothing is returned for such a block.
+ */
+extern void eth_decode_block(DecodedBlock *out, int64 chain_id,
+							 int64 expected_number,
+							 const char *block_json, size_t block_len,
+							 const char *receipts_json, size_t receipts_len);
+
+/* One element of a JSON-RPC response, located inside the response buffer. */
+typedef struct RpcReply
+{
+	int64		id;				/* the request id */
+	bool		is_error;		/* an "error" member was present */
+	bool		result_is_null; /* "result": null */
+	const char *result;			/* start of the result value (not copied) */
+	size_t		result_len;
+	int			error_code;		/* error.code when is_error */
+	char	   *error_message;	/* palloc'd error.message when is_error */
+} RpcReply;
+
+/*
+ * eth_split_rpc_response
+ *
+ * Split a JSON-RPC response body, either one envelope object or a batch
+ * array of envelopes, into RpcReply entries (palloc'd array returned in
+ * *replies, count returned).  Does not parse the results beyond finding
+ * their extent.  Malformed JSON or an envelope without result/error raises
+ * ERROR with ERRCODE_INVALID_TEXT_REPRESENTATION.
+ */
+extern int	eth_split_rpc_response(const char *body, size_t len,
+								   RpcReply **replies);
+
+/* Hex helpers shared with other modules. */
+
+/* Parse a JSON-RPC QUANTITY ("0x" and 1-16 hex digits, no leading zeros
+ * except "0x0") into *result.  Returns false if malformed or > INT64_MAX. */
+extern bool eth_parse_quantity_int64(const char *s, size_t len, int64 *result);
+
+/* Format bytes as "0x..." lowercase hex into a palloc'd string. */
+extern char *eth_bytes_to_hex(const uint8 *bytes, size_t len);
+
+#endif							/* ETHINDEX_DECODE_H */
