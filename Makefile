@@ -8,10 +8,13 @@ PGFILEDESC = "ethindex - Ethereum indexer inside PostgreSQL"
 OBJS = \
 	src/ethindex.o \
 	src/schema.o \
+	src/status.o \
+	src/blockrec.o \
 	src/decode.o \
 	src/decode_sql.o \
 	src/queue.o \
 	src/rpc.o \
+	src/jsonrpc.o \
 	src/launcher.o \
 	src/fetcher.o \
 	src/writer.o \

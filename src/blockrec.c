@@ -1,0 +1,221 @@
+/*-------------------------------------------------------------------------
+ *
+ * blockrec.c
+ *	  Serialization of decoded blocks for the queue.
+ *
+ *	  A record is a fixed header followed, table after table and row after
+ *	  row, by the row's null flags (natts bytes, padded to MAXALIGN) and its
+ *	  non-null values: pass-by-value columns as one Datum, varlena columns
+ *	  (bytea, numeric, jsonb, arrays) as their bytes padded to MAXALIGN.
+ *	  Varlena values are position independent, so the writer points its
+ *	  Datums straight into its copy of the record: no second decoding.
+ *
+ *	  The writer trusts the fetcher, but blockrec_read still checks every
+ *	  length against the record size, so a corrupt record is an error, not
+ *	  a wild read.
+ *
+ * Copyright (c) 2026, ethindex developers
+ *
+ * IDENTIFICATION
+ *	  src/blockrec.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "blockrec.h"
+
+typedef struct BlockRecordHeader
+{
+	int64		number;
+	uint8		hash[32];
+	uint8		parent_hash[32];
+	int32		transaction_count;
+	int32		log_count;
+	int32		nrows[ETH_NUM_TABLES];
+} BlockRecordHeader;
+
+#define HEADER_SIZE MAXALIGN(sizeof(BlockRecordHeader))
+
+static bool byval_cache[ETH_NUM_TABLES][64];
+static bool byval_ready = false;
+
+static void
+init_byval(void)
+{
+	if (byval_ready)
+		return;
+	for (int t = 0; t < ETH_NUM_TABLES; t++)
+	{
+		Assert(eth_tables[t].natts <= 64);
+		for (int a = 0; a < eth_tables[t].natts; a++)
+			byval_cache[t][a] = eth_type_byval(eth_tables[t].columns[a].typid);
+	}
+	byval_ready = true;
+}
+
+Size
+blockrec_size(const DecodedBlock *block)
+{
+	Size		size = HEADER_SIZE;
+
+	init_byval();
+	for (int t = 0; t < ETH_NUM_TABLES; t++)
+	{
+		const DecodedRows *rows = &block->tables[t];
+
+		Assert(rows->natts == eth_tables[t].natts);
+		for (int r = 0; r < rows->nrows; r++)
+		{
+			size += MAXALIGN(rows->natts);
+			for (int a = 0; a < rows->natts; a++)
+			{
+				int			i = r * rows->natts + a;
+
+				if (rows->nulls[i])
+					continue;
+				if (byval_cache[t][a])
+					size += sizeof(Datum);
+				else
+					size += MAXALIGN(VARSIZE_ANY(DatumGetPointer(rows->values[i])));
+			}
+		}
+	}
+	return size;
+}
+
+void
+blockrec_write(const DecodedBlock *block, char *dst, Size size)
+{
+	BlockRecordHeader *header = (BlockRecordHeader *) dst;
+	char	   *p = dst + HEADER_SIZE;
+
+	init_byval();
+	memset(dst, 0, HEADER_SIZE);
+	header->number = block->number;
+	memcpy(header->hash, block->hash, 32);
+	memcpy(header->parent_hash, block->parent_hash, 32);
+	header->transaction_count = block->transaction_count;
+	header->log_count = block->log_count;
+
+	for (int t = 0; t < ETH_NUM_TABLES; t++)
+	{
+		const DecodedRows *rows = &block->tables[t];
+
+		header->nrows[t] = rows->nrows;
+		for (int r = 0; r < rows->nrows; r++)
+		{
+			const bool *nulls = &rows->nulls[r * rows->natts];
+			const Datum *values = &rows->values[r * rows->natts];
+
+			memset(p, 0, MAXALIGN(rows->natts));
+			memcpy(p, nulls, rows->natts);
+			p += MAXALIGN(rows->natts);
+			for (int a = 0; a < rows->natts; a++)
+			{
+				if (nulls[a])
+					continue;
+				if (byval_cache[t][a])
+				{
+					memcpy(p, &values[a], sizeof(Datum));
+					p += sizeof(Datum);
+				}
+				else
+				{
+					Size		len = VARSIZE_ANY(DatumGetPointer(values[a]));
+
+					memcpy(p, DatumGetPointer(values[a]), len);
+					if (MAXALIGN(len) > len)
+						memset(p + len, 0, MAXALIGN(len) - len);
+					p += MAXALIGN(len);
+				}
+			}
+		}
+	}
+	if (p != dst + size)
+		elog(ERROR, "block record size mismatch: wrote %zu bytes, expected %zu",
+			 (Size) (p - dst), size);
+}
+
+static void
+corrupt_record(int64 number)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("corrupt queue record for block %lld", (long long) number)));
+}
+
+/*
+ * Rebuild a DecodedBlock whose varlena Datums point into src, which must
+ * stay alive (and MAXALIGN'd) while the block is used.
+ */
+void
+blockrec_read(char *src, Size size, DecodedBlock *block)
+{
+	BlockRecordHeader *header = (BlockRecordHeader *) src;
+	char	   *p = src + HEADER_SIZE;
+	char	   *end = src + size;
+
+	init_byval();
+	if (size < HEADER_SIZE)
+		corrupt_record(-1);
+	block->number = header->number;
+	memcpy(block->hash, header->hash, 32);
+	memcpy(block->parent_hash, header->parent_hash, 32);
+	block->transaction_count = header->transaction_count;
+	block->log_count = header->log_count;
+
+	for (int t = 0; t < ETH_NUM_TABLES; t++)
+	{
+		DecodedRows *rows = &block->tables[t];
+		int			natts = eth_tables[t].natts;
+		int			nrows = header->nrows[t];
+
+		if (p > end || nrows < 0 ||
+			nrows > (end - p) / (ptrdiff_t) MAXALIGN(natts))
+			corrupt_record(block->number);
+		rows->natts = natts;
+		rows->nrows = nrows;
+		rows->values = palloc(sizeof(Datum) * Max(nrows * natts, 1));
+		rows->nulls = palloc(sizeof(bool) * Max(nrows * natts, 1));
+		for (int r = 0; r < nrows; r++)
+		{
+			Datum	   *values = &rows->values[r * natts];
+			bool	   *nulls = &rows->nulls[r * natts];
+
+			if (end - p < (ptrdiff_t) MAXALIGN(natts))
+				corrupt_record(block->number);
+			memcpy(nulls, p, natts);
+			p += MAXALIGN(natts);
+			for (int a = 0; a < natts; a++)
+			{
+				if (nulls[a])
+				{
+					values[a] = (Datum) 0;
+					continue;
+				}
+				if (byval_cache[t][a])
+				{
+					if (end - p < (ptrdiff_t) sizeof(Datum))
+						corrupt_record(block->number);
+					memcpy(&values[a], p, sizeof(Datum));
+					p += sizeof(Datum);
+				}
+				else
+				{
+					Size		len;
+
+					if (end - p < (ptrdiff_t) VARHDRSZ)
+						corrupt_record(block->number);
+					len = VARSIZE_ANY(p);
+					if ((ptrdiff_t) len > end - p)
+						corrupt_record(block->number);
+					values[a] = PointerGetDatum(p);
+					p += MAXALIGN(len);
+				}
+			}
+		}
+	}
+	if (p != end)
+		corrupt_record(block->number);
+}

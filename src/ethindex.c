@@ -1,0 +1,307 @@
+/*-------------------------------------------------------------------------
+ *
+ * ethindex.c
+ *	  Module entry point: GUCs, shared memory and the launcher's
+ *	  registration.
+ *
+ *	  Everything that needs shared_preload_libraries happens here, and only
+ *	  when the library is being preloaded: loaded later (for example by
+ *	  CREATE EXTENSION), the module defines its GUCs and SQL functions but
+ *	  no shared state; ethindex_check_loaded() then tells the user why
+ *	  indexing cannot start.
+ *
+ *	  Shared memory is one EthindexShared struct with ethindex.max_chains
+ *	  ChainSlots, followed by one queue ring of ethindex.queue_size per slot.
+ *
+ * Copyright (c) 2026, ethindex developers
+ *
+ * IDENTIFICATION
+ *	  src/ethindex.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+
+#include "access/xact.h"
+#include "commands/dbcommands.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "utils/guc.h"
+
+#include "ethindex.h"
+
+PG_MODULE_MAGIC;
+
+#if LIBCURL_VERSION_NUM < 0x074000
+#error "ethindex needs libcurl 7.64 or later"
+#endif
+
+/* GUC variables */
+char	   *ethindex_database = NULL;
+int			ethindex_max_chains = 4;
+int			ethindex_queue_size_kb = 32 * 1024;
+int			ethindex_rpc_timeout_ms = 30000;
+int			ethindex_max_requests_in_flight = 4;
+int			ethindex_writer_batch_blocks = 100;
+int			ethindex_retry_max_ms = 30000;
+
+EthindexShared *ethindex_shared = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static bool wake_registered = false;
+static bool wake_at_commit = false;
+
+void		_PG_init(void);
+
+static Size
+queue_ring_size(void)
+{
+	return MAXALIGN((Size) ethindex_queue_size_kb * 1024);
+}
+
+static Size
+shared_struct_size(void)
+{
+	return MAXALIGN(add_size(offsetof(EthindexShared, slots),
+							 mul_size(sizeof(ChainSlot), ethindex_max_chains)));
+}
+
+static Size
+ethindex_shmem_size(void)
+{
+	return add_size(shared_struct_size(),
+					mul_size(queue_ring_size(), ethindex_max_chains));
+}
+
+char *
+ethindex_queue_buffer(int slotno)
+{
+	Assert(ethindex_shared != NULL && slotno >= 0 && slotno < ethindex_shared->nslots);
+	return (char *) ethindex_shared + shared_struct_size() +
+		(Size) slotno * queue_ring_size();
+}
+
+static void
+ethindex_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(ethindex_shmem_size());
+	RequestNamedLWLockTranche("ethindex", 1);
+}
+
+static void
+ethindex_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	ethindex_shared = ShmemInitStruct("ethindex", ethindex_shmem_size(), &found);
+	if (!found)
+	{
+		int			queue_tranche = LWLockNewTrancheId();
+
+		memset(ethindex_shared, 0, shared_struct_size());
+		ethindex_shared->lock = &(GetNamedLWLockTranche("ethindex"))->lock;
+		ethindex_shared->nslots = ethindex_max_chains;
+		for (int i = 0; i < ethindex_max_chains; i++)
+		{
+			ChainSlot  *slot = &ethindex_shared->slots[i];
+
+			SpinLockInit(&slot->mutex);
+			slot->node_head = -1;
+			slot->stored_through = -1;
+			queue_init(&slot->queue, queue_ring_size(), queue_tranche);
+		}
+		LWLockRegisterTranche(queue_tranche, "ethindex_queue");
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+static void
+register_launcher(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 5;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "ethindex");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "ethindex_launcher_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "ethindex launcher");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "ethindex launcher");
+	RegisterBackgroundWorker(&worker);
+}
+
+static void
+define_gucs(void)
+{
+	DefineCustomStringVariable("ethindex.database",
+							   gettext_noop("Database in which the ethindex launcher runs."),
+							   gettext_noop("The extension must be created in this database."),
+							   &ethindex_database,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("ethindex.max_chains",
+							gettext_noop("Maximum number of chains indexed at the same time."),
+							NULL,
+							&ethindex_max_chains,
+							4, 1, 64,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("ethindex.queue_size",
+							gettext_noop("Shared memory for decoded blocks waiting to be written, per chain."),
+							gettext_noop("A full queue makes the fetcher wait."),
+							&ethindex_queue_size_kb,
+							32 * 1024, 1024, 4 * 1024 * 1024,
+							PGC_POSTMASTER,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("ethindex.rpc_timeout",
+							gettext_noop("Time limit of one JSON-RPC request."),
+							NULL,
+							&ethindex_rpc_timeout_ms,
+							30000, 100, 600000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("ethindex.max_requests_in_flight",
+							gettext_noop("JSON-RPC requests a fetcher keeps in flight at once."),
+							NULL,
+							&ethindex_max_requests_in_flight,
+							4, 1, 64,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("ethindex.writer_batch_blocks",
+							gettext_noop("Most blocks a writer stores in one transaction."),
+							NULL,
+							&ethindex_writer_batch_blocks,
+							100, 1, 10000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("ethindex.retry_max_delay",
+							gettext_noop("Longest wait between retries after a failed request or block."),
+							NULL,
+							&ethindex_retry_max_ms,
+							30000, 100, 3600000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("ethindex");
+}
+
+void
+_PG_init(void)
+{
+	define_gucs();
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not initialize libcurl")));
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = ethindex_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = ethindex_shmem_startup;
+
+	register_launcher();
+}
+
+/*
+ * Raise an error unless the library was preloaded and this is the database
+ * the launcher serves.
+ */
+void
+ethindex_check_loaded(void)
+{
+	if (ethindex_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("ethindex must be loaded via shared_preload_libraries"),
+				 errhint("Add ethindex to shared_preload_libraries in postgresql.conf and restart the server.")));
+
+	if (ethindex_database == NULL ||
+		strcmp(ethindex_database, get_database_name(MyDatabaseId)) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("ethindex indexes chains of database \"%s\", not of this database",
+						ethindex_database ? ethindex_database : ""),
+				 errhint("Set ethindex.database to \"%s\" and restart the server, or use database \"%s\".",
+						 get_database_name(MyDatabaseId),
+						 ethindex_database ? ethindex_database : "")));
+}
+
+void
+ethindex_wake_launcher(void)
+{
+	Latch	   *latch;
+
+	if (ethindex_shared == NULL)
+		return;
+	LWLockAcquire(ethindex_shared->lock, LW_SHARED);
+	latch = ethindex_shared->launcher_latch;
+	if (latch != NULL)
+		SetLatch(latch);
+	LWLockRelease(ethindex_shared->lock);
+}
+
+static void
+wake_launcher_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (wake_at_commit)
+			{
+				wake_at_commit = false;
+				ethindex_wake_launcher();
+			}
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			wake_at_commit = false;
+			break;
+		default:
+			break;
+	}
+}
+
+/* Arrange for the launcher to be woken when the current transaction commits. */
+void
+ethindex_request_launcher_wakeup(void)
+{
+	if (!wake_registered)
+	{
+		RegisterXactCallback(wake_launcher_xact_callback, NULL);
+		wake_registered = true;
+	}
+	wake_at_commit = true;
+}

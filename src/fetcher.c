@@ -1,0 +1,666 @@
+/*-------------------------------------------------------------------------
+ *
+ * fetcher.c
+ *	  The per-chain fetcher background worker: polls the chain's endpoints
+ *	  for new blocks, fetches each block with its full transactions and its
+ *	  receipts, decodes them (decode.c), checks parent-hash continuity, and
+ *	  puts the decoded blocks in order into the chain's queue for the
+ *	  writer.
+ *
+ *	  No transaction is open while the network is used: the chain's
+ *	  configuration and progress are read in a short transaction at start.
+ *	  From then on the fetcher tracks the next block to fetch itself; the
+ *	  writer is the one that commits progress.
+ *
+ *	  Requests: a window of up to ethindex.max_requests_in_flight HTTP
+ *	  requests, each a JSON-RPC batch of batch_size blocks with
+ *	  eth_getBlockByNumber(n, true) and eth_getBlockReceipts(n).  An endpoint
+ *	  that does not know eth_getBlockReceipts is remembered and asked for
+ *	  per-transaction receipts (batched eth_getTransactionReceipt) instead.
+ *
+ *	  Failures (transport, HTTP status, JSON-RPC errors, bad or missing
+ *	  data) raise an ERROR that the main loop catches: it is logged,
+ *	  published in the chain's status, the next endpoint is tried, and after
+ *	  a full round of failing endpoints the fetcher waits with exponential
+ *	  backoff.  A block is queued only when it decoded completely.
+ *
+ * Copyright (c) 2026, ethindex developers
+ *
+ * IDENTIFICATION
+ *	  src/fetcher.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "blockrec.h"
+#include "decode.h"
+#include "ethindex.h"
+#include "jsonrpc.h"
+#include "rpc.h"
+
+/* JSON-RPC error codes meaning "no such method" (standard and common variants) */
+#define JSONRPC_METHOD_NOT_FOUND	(-32601)
+
+typedef struct Endpoint
+{
+	char	   *url;
+	char	   *display;		/* url without credentials, for messages */
+	bool		verified;		/* eth_chainId checked */
+	bool		no_block_receipts;	/* eth_getBlockReceipts unsupported */
+} Endpoint;
+
+typedef struct FetcherState
+{
+	ChainSlot  *slot;
+	char	   *ring;
+	char		name[NAMEDATALEN];
+
+	/* configuration, read at start */
+	int64		chain_id;		/* 0 until known */
+	int64		start_block;
+	int			confirmations;
+	long		poll_interval_ms;
+	int			batch_size;
+	Endpoint	endpoints[ETHINDEX_MAX_ENDPOINTS];
+	int			nendpoints;
+	int			current;		/* endpoint in use */
+
+	/* progress */
+	int64		next_block;		/* next block to queue */
+	bool		have_prev;
+	uint8		prev_hash[32];	/* hash of block next_block - 1 */
+	int64		head;			/* node's head, -1 unknown */
+	TimestampTz head_checked_at;
+
+	int			failures;		/* consecutive failed attempts */
+	RpcClient  *rpc;
+	MemoryContext loop_context;
+} FetcherState;
+
+/* One block being fetched in a window */
+typedef struct PendingBlock
+{
+	int64		number;
+	RpcReply   *block;
+	RpcReply   *receipts;
+	char	   *fallback_receipts;	/* receipts array built from single receipts */
+	size_t		fallback_len;
+} PendingBlock;
+
+static void
+load_configuration(FetcherState *st)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+	bool		isnull;
+	HeapTuple	tuple;
+	TupleDesc	tupdesc;
+	Datum		urls;
+	ArrayType  *array;
+	Datum	   *elems;
+	int			nelems;
+	MemoryContext outer = CurrentMemoryContext;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "reading chain configuration");
+
+	args[0] = CStringGetTextDatum(st->name);
+	if (SPI_execute_with_args("SELECT chain_id, start_block, confirmations, "
+							  "(extract(epoch FROM poll_interval) * 1000)::bigint, "
+							  "batch_size, rpc_urls, next_block, last_hash "
+							  "FROM ethindex.chains WHERE name = $1",
+							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read configuration of chain \"%s\"", st->name);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("chain \"%s\" does not exist", st->name)));
+
+	tuple = SPI_tuptable->vals[0];
+	tupdesc = SPI_tuptable->tupdesc;
+
+	st->chain_id = DatumGetInt64(SPI_getbinval(tuple, tupdesc, 1, &isnull));
+	if (isnull)
+		st->chain_id = 0;
+	st->start_block = DatumGetInt64(SPI_getbinval(tuple, tupdesc, 2, &isnull));
+	st->confirmations = DatumGetInt32(SPI_getbinval(tuple, tupdesc, 3, &isnull));
+	st->poll_interval_ms = (long) DatumGetInt64(SPI_getbinval(tuple, tupdesc, 4, &isnull));
+	st->batch_size = DatumGetInt32(SPI_getbinval(tuple, tupdesc, 5, &isnull));
+	urls = SPI_getbinval(tuple, tupdesc, 6, &isnull);
+	st->next_block = DatumGetInt64(SPI_getbinval(tuple, tupdesc, 7, &isnull));
+	{
+		Datum		hash = SPI_getbinval(tuple, tupdesc, 8, &isnull);
+
+		st->have_prev = !isnull;
+		if (!isnull)
+		{
+			bytea	   *b = DatumGetByteaPP(hash);
+
+			if (VARSIZE_ANY_EXHDR(b) != 32)
+				elog(ERROR, "stored last_hash of chain \"%s\" is not 32 bytes", st->name);
+			memcpy(st->prev_hash, VARDATA_ANY(b), 32);
+		}
+	}
+
+	array = DatumGetArrayTypeP(urls);
+	deconstruct_array(array, TEXTOID, -1, false, TYPALIGN_INT, &elems, NULL, &nelems);
+	st->nendpoints = Min(nelems, ETHINDEX_MAX_ENDPOINTS);
+	for (int i = 0; i < st->nendpoints; i++)
+	{
+		MemoryContext old = MemoryContextSwitchTo(outer);
+
+		st->endpoints[i].url = TextDatumGetCString(elems[i]);
+		st->endpoints[i].display = rpc_url_for_display(st->endpoints[i].url);
+		MemoryContextSwitchTo(old);
+	}
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/* Record the chain id reported by the node for a chain registered without one. */
+static void
+store_chain_id(FetcherState *st, int64 chain_id)
+{
+	Oid			argtypes[2] = {INT8OID, TEXTOID};
+	Datum		args[2];
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	args[0] = Int64GetDatum(chain_id);
+	args[1] = CStringGetTextDatum(st->name);
+	if (SPI_execute_with_args("UPDATE ethindex.chains SET chain_id = $1 "
+							  "WHERE name = $2 AND chain_id IS NULL",
+							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not store the chain id of chain \"%s\"", st->name);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+static void
+append_call(StringInfo buf, int64 id, const char *method, const char *params)
+{
+	appendStringInfo(buf, "{\"jsonrpc\":\"2.0\",\"id\":" INT64_FORMAT
+					 ",\"method\":\"%s\",\"params\":%s}", id, method, params);
+}
+
+/*
+ * One JSON-RPC call to the current endpoint whose result is a quantity.
+ */
+static int64
+quantity_call(FetcherState *st, const char *method)
+{
+	Endpoint   *endpoint = &st->endpoints[st->current];
+	RpcRequest	request;
+	RpcRequest *requests[1] = {&request};
+	char	   *failure;
+
+	rpc_request_init(&request, endpoint->url);
+	append_call(&request.body, 1, method, "[]");
+	rpc_perform(st->rpc, requests, 1);
+
+	failure = rpc_request_failure(&request);
+	if (failure)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("%s failed for chain \"%s\": %s", method, st->name, failure)));
+	return jsonrpc_quantity_result(request.response, request.response_len,
+								   method, endpoint->display);
+}
+
+/* Check (or learn) the chain id of the current endpoint. */
+static void
+verify_endpoint(FetcherState *st)
+{
+	Endpoint   *endpoint = &st->endpoints[st->current];
+	int64		node_chain_id;
+
+	if (endpoint->verified)
+		return;
+	node_chain_id = quantity_call(st, "eth_chainId");
+	if (st->chain_id == 0)
+	{
+		store_chain_id(st, node_chain_id);
+		st->chain_id = node_chain_id;
+		ereport(LOG,
+				(errmsg("ethindex chain \"%s\" has chain id " INT64_FORMAT " (from %s)",
+						st->name, node_chain_id, endpoint->display)));
+	}
+	else if (st->chain_id != node_chain_id)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("chain id mismatch for chain \"%s\": configured " INT64_FORMAT ", but %s reports " INT64_FORMAT,
+						st->name, st->chain_id, endpoint->display, node_chain_id),
+				 errhint("Register the chain again with the right chain_id, or fix its rpc_urls.")));
+	endpoint->verified = true;
+}
+
+static void
+refresh_head(FetcherState *st)
+{
+	int64		head = quantity_call(st, "eth_blockNumber");
+
+	st->head = head;
+	st->head_checked_at = GetCurrentTimestamp();
+	SpinLockAcquire(&st->slot->mutex);
+	st->slot->node_head = head;
+	strlcpy(st->slot->endpoint, st->endpoints[st->current].display,
+			sizeof(st->slot->endpoint));
+	SpinLockRelease(&st->slot->mutex);
+}
+
+/* Find the reply with the given id, or raise an error. */
+static RpcReply *
+reply_by_id(FetcherState *st, RpcReply *replies, int nreplies, int64 id,
+			const char *method, int64 block)
+{
+	/* replies normally come in request order: try the likely place first */
+	for (int i = 0; i < nreplies; i++)
+		if (replies[i].id == id)
+			return &replies[i];
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+			 errmsg("%s answered no %s for block " INT64_FORMAT " of chain \"%s\"",
+					st->endpoints[st->current].display, method, block, st->name),
+			 errdetail("The JSON-RPC batch response lacks the reply with id " INT64_FORMAT ".", id)));
+	return NULL;				/* keep compiler quiet */
+}
+
+static void
+check_reply(FetcherState *st, RpcReply *reply, const char *method, int64 block)
+{
+	if (reply->is_error)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("%s for block " INT64_FORMAT " of chain \"%s\" failed: %s answered error %d: %s",
+						method, block, st->name, st->endpoints[st->current].display,
+						reply->error_code, reply->error_message ? reply->error_message : "")));
+	if (reply->result_is_null)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("%s returned null for block " INT64_FORMAT " of chain \"%s\", at or below the head " INT64_FORMAT " it reported",
+						st->endpoints[st->current].display, block, st->name, st->head),
+				 errdetail("The node may lag behind its own head; the block is fetched again.")));
+}
+
+static bool
+is_method_not_found(RpcReply *reply)
+{
+	if (!reply->is_error)
+		return false;
+	if (reply->error_code == JSONRPC_METHOD_NOT_FOUND)
+		return true;
+	/* some providers use other codes with a telling message */
+	return reply->error_message != NULL &&
+		(strstr(reply->error_message, "not supported") != NULL ||
+		 strstr(reply->error_message, "does not exist") != NULL ||
+		 strstr(reply->error_message, "not found") != NULL) &&
+		strstr(reply->error_message, "eth_getBlockReceipts") != NULL;
+}
+
+/*
+ * Per-transaction receipts for a block whose endpoint lacks
+ * eth_getBlockReceipts: one batch of eth_getTransactionReceipt, assembled
+ * into the array that eth_getBlockReceipts would have returned.
+ */
+static void
+fetch_single_receipts(FetcherState *st, PendingBlock *pb)
+{
+	RpcRequest	request;
+	RpcRequest *requests[1] = {&request};
+	RpcReply   *replies;
+	int			nreplies;
+	int			ntx;
+	char	  **hashes;
+	char	   *failure;
+	StringInfoData out;
+
+	hashes = jsonrpc_transaction_hashes(pb->block->result, pb->block->result_len,
+										pb->number, &ntx);
+	initStringInfo(&out);
+	appendStringInfoChar(&out, '[');
+	if (ntx > 0)
+	{
+		rpc_request_init(&request, st->endpoints[st->current].url);
+		appendStringInfoChar(&request.body, '[');
+		for (int i = 0; i < ntx; i++)
+		{
+			char		params[80];
+
+			snprintf(params, sizeof(params), "[\"%s\"]", hashes[i]);
+			if (i > 0)
+				appendStringInfoChar(&request.body, ',');
+			append_call(&request.body, (int64) i, "eth_getTransactionReceipt", params);
+		}
+		appendStringInfoChar(&request.body, ']');
+		rpc_perform(st->rpc, requests, 1);
+		failure = rpc_request_failure(&request);
+		if (failure)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("eth_getTransactionReceipt failed for block " INT64_FORMAT " of chain \"%s\": %s",
+							pb->number, st->name, failure)));
+		nreplies = eth_split_rpc_response(request.response, request.response_len, &replies);
+		for (int i = 0; i < ntx; i++)
+		{
+			RpcReply   *reply = reply_by_id(st, replies, nreplies, (int64) i,
+											"eth_getTransactionReceipt", pb->number);
+
+			check_reply(st, reply, "eth_getTransactionReceipt", pb->number);
+			if (i > 0)
+				appendStringInfoChar(&out, ',');
+			appendBinaryStringInfo(&out, reply->result, reply->result_len);
+		}
+	}
+	appendStringInfoChar(&out, ']');
+	pb->fallback_receipts = out.data;
+	pb->fallback_len = out.len;
+}
+
+/* Decode one fetched block and put it into the queue. */
+static void
+queue_block(FetcherState *st, PendingBlock *pb)
+{
+	DecodedBlock decoded;
+	const char *receipts = pb->fallback_receipts ? pb->fallback_receipts : pb->receipts->result;
+	size_t		receipts_len = pb->fallback_receipts ? pb->fallback_len : pb->receipts->result_len;
+	Size		size;
+	char	   *dst;
+
+	eth_decode_block(&decoded, st->chain_id, pb->number,
+					 pb->block->result, pb->block->result_len,
+					 receipts, receipts_len);
+
+	if (st->have_prev && memcmp(decoded.parent_hash, st->prev_hash, 32) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("parent hash mismatch at block " INT64_FORMAT " of chain \"%s\"",
+						pb->number, st->name),
+				 errdetail("Block " INT64_FORMAT " names parent %s, but block " INT64_FORMAT " was stored with hash %s.",
+						   pb->number, eth_bytes_to_hex(decoded.parent_hash, 32),
+						   pb->number - 1, eth_bytes_to_hex(st->prev_hash, 32)),
+				 errhint("The chain was reorganized below the indexed blocks; this version of ethindex does not roll back stored blocks.")));
+
+	size = blockrec_size(&decoded);
+	dst = queue_reserve(&st->slot->queue, st->ring, size);
+	blockrec_write(&decoded, dst, size);
+	queue_commit(&st->slot->queue, st->ring, size);
+
+	st->next_block = pb->number + 1;
+	memcpy(st->prev_hash, decoded.hash, 32);
+	st->have_prev = true;
+}
+
+/*
+ * Fetch blocks [first, last] in up to max_requests_in_flight batches, all in
+ * flight at once, then decode and queue them in order.
+ */
+static void
+fetch_range(FetcherState *st, int64 first, int64 last)
+{
+	Endpoint   *endpoint = &st->endpoints[st->current];
+	int			nblocks = (int) (last - first + 1);
+	int			per_request = st->batch_size;
+	int			nrequests = (nblocks + per_request - 1) / per_request;
+	RpcRequest *requests = palloc0(sizeof(RpcRequest) * nrequests);
+	RpcRequest **request_ptrs = palloc(sizeof(RpcRequest *) * nrequests);
+	PendingBlock *pending = palloc0(sizeof(PendingBlock) * nblocks);
+	bool		need_fallback = endpoint->no_block_receipts;
+
+	for (int r = 0; r < nrequests; r++)
+	{
+		RpcRequest *request = &requests[r];
+
+		rpc_request_init(request, endpoint->url);
+		request_ptrs[r] = request;
+		appendStringInfoChar(&request->body, '[');
+		for (int b = r * per_request; b < Min(nblocks, (r + 1) * per_request); b++)
+		{
+			int64		number = first + b;
+			char		params[64];
+
+			pending[b].number = number;
+			if (b > r * per_request)
+				appendStringInfoChar(&request->body, ',');
+			snprintf(params, sizeof(params), "[\"0x%" INT64_MODIFIER "x\",true]", number);
+			append_call(&request->body, 2 * (int64) b, "eth_getBlockByNumber", params);
+			if (!endpoint->no_block_receipts)
+			{
+				snprintf(params, sizeof(params), "[\"0x%" INT64_MODIFIER "x\"]", number);
+				appendStringInfoChar(&request->body, ',');
+				append_call(&request->body, 2 * (int64) b + 1, "eth_getBlockReceipts", params);
+			}
+		}
+		appendStringInfoChar(&request->body, ']');
+	}
+
+	pgstat_report_activity(STATE_RUNNING, "fetching blocks");
+	rpc_perform(st->rpc, request_ptrs, nrequests);
+
+	for (int r = 0; r < nrequests; r++)
+	{
+		RpcRequest *request = &requests[r];
+		char	   *failure = rpc_request_failure(request);
+		RpcReply   *replies;
+		int			nreplies;
+
+		if (failure)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("fetching blocks " INT64_FORMAT " to " INT64_FORMAT " of chain \"%s\" failed: %s",
+							first + r * per_request,
+							first + Min(nblocks, (r + 1) * per_request) - 1,
+							st->name, failure)));
+		nreplies = eth_split_rpc_response(request->response, request->response_len, &replies);
+		for (int b = r * per_request; b < Min(nblocks, (r + 1) * per_request); b++)
+		{
+			pending[b].block = reply_by_id(st, replies, nreplies, 2 * (int64) b,
+										   "eth_getBlockByNumber", pending[b].number);
+			check_reply(st, pending[b].block, "eth_getBlockByNumber", pending[b].number);
+			if (!endpoint->no_block_receipts)
+			{
+				pending[b].receipts = reply_by_id(st, replies, nreplies, 2 * (int64) b + 1,
+												  "eth_getBlockReceipts", pending[b].number);
+				if (is_method_not_found(pending[b].receipts))
+				{
+					ereport(LOG,
+							(errmsg("ethindex chain \"%s\": %s does not support eth_getBlockReceipts, using eth_getTransactionReceipt",
+									st->name, endpoint->display)));
+					endpoint->no_block_receipts = true;
+					need_fallback = true;
+				}
+				else
+					check_reply(st, pending[b].receipts, "eth_getBlockReceipts", pending[b].number);
+			}
+		}
+	}
+
+	pgstat_report_activity(STATE_RUNNING, "decoding blocks");
+	for (int b = 0; b < nblocks; b++)
+	{
+		if (need_fallback)
+			fetch_single_receipts(st, &pending[b]);
+		queue_block(st, &pending[b]);
+	}
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/* Wait on the latch; returns early when it is set. */
+static void
+fetcher_sleep(long timeout_ms)
+{
+	int			rc;
+
+	rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+				   timeout_ms, PG_WAIT_EXTENSION);
+	if (rc & WL_LATCH_SET)
+		ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+}
+
+static void
+fetcher_detach(int code, Datum arg)
+{
+	ChainSlot  *slot = (ChainSlot *) DatumGetPointer(arg);
+
+	SpinLockAcquire(&slot->mutex);
+	slot->fetcher_pid = 0;
+	SpinLockRelease(&slot->mutex);
+}
+
+/* One turn of the loop: make progress or wait for the node. */
+static void
+fetcher_step(FetcherState *st)
+{
+	int64		target;
+	int64		window;
+
+	verify_endpoint(st);
+
+	target = st->head - st->confirmations;
+	if (st->head < 0 || st->next_block > target ||
+		TimestampDifferenceExceeds(st->head_checked_at, GetCurrentTimestamp(),
+								   (int) st->poll_interval_ms))
+	{
+		refresh_head(st);
+		target = st->head - st->confirmations;
+	}
+
+	if (st->next_block > target)
+	{
+		/* caught up: the chain is healthy, wait for the next block */
+		st->failures = 0;
+		chain_set_state(st->slot, CHAIN_STATE_RUNNING);
+		fetcher_sleep(st->poll_interval_ms);
+		return;
+	}
+
+	window = (int64) st->batch_size * ethindex_max_requests_in_flight;
+	fetch_range(st, st->next_block, Min(target, st->next_block + window - 1));
+	st->failures = 0;
+	chain_set_state(st->slot, CHAIN_STATE_RUNNING);
+}
+
+void
+ethindex_fetcher_main(Datum main_arg)
+{
+	int			slotno = DatumGetInt32(main_arg);
+	FetcherState st;
+	sigjmp_buf	local_sigjmp_buf;
+	MemoryContext fetcher_context;
+
+	memset(&st, 0, sizeof(st));
+	strlcpy(st.name, MyBgworkerEntry->bgw_extra, sizeof(st.name));
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	if (ethindex_shared == NULL || slotno < 0 || slotno >= ethindex_shared->nslots)
+		elog(FATAL, "ethindex fetcher started without its shared state");
+	st.slot = &ethindex_shared->slots[slotno];
+	st.ring = ethindex_queue_buffer(slotno);
+	st.head = -1;
+
+	SpinLockAcquire(&st.slot->mutex);
+	st.slot->fetcher_pid = MyProcPid;
+	SpinLockRelease(&st.slot->mutex);
+	on_shmem_exit(fetcher_detach, PointerGetDatum(st.slot));
+
+	BackgroundWorkerInitializeConnection(ethindex_database, NULL, 0);
+	pgstat_report_appname(psprintf("ethindex fetcher %s", st.name));
+
+	fetcher_context = AllocSetContextCreate(TopMemoryContext, "ethindex fetcher",
+											ALLOCSET_DEFAULT_SIZES);
+	st.loop_context = AllocSetContextCreate(fetcher_context, "ethindex fetcher loop",
+											ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(fetcher_context);
+	jsonrpc_init_allocator();
+
+	load_configuration(&st);
+	MemoryContextSwitchTo(fetcher_context);
+	if (st.nendpoints == 0)
+		ereport(FATAL,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("chain \"%s\" has no JSON-RPC endpoint", st.name)));
+	st.rpc = rpc_client_create(fetcher_context);
+
+	ereport(LOG,
+			(errmsg("ethindex fetcher for chain \"%s\" started at block " INT64_FORMAT,
+					st.name, st.next_block)));
+
+	/*
+	 * Errors of one attempt land here: report, switch endpoint, back off,
+	 * and start over from the first block not yet queued.
+	 */
+	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
+	{
+		ErrorData  *edata;
+		long		delay;
+
+		error_context_stack = NULL;
+		HOLD_INTERRUPTS();
+		EmitErrorReport();
+		AbortOutOfAnyTransaction();
+		MemoryContextSwitchTo(fetcher_context);
+		edata = CopyErrorData();
+		FlushErrorState();
+		chain_report_error_data(st.slot, edata);
+		FreeErrorData(edata);
+		rpc_abort_all(st.rpc);
+		MemoryContextReset(st.loop_context);
+		RESUME_INTERRUPTS();
+
+		st.failures++;
+		st.current = (st.current + 1) % st.nendpoints;
+		st.head = -1;
+		/* no wait while other endpoints have not been tried this round */
+		if (st.failures >= st.nendpoints)
+		{
+			int			shift = Min(st.failures - st.nendpoints, 16);
+
+			delay = Min((long) ethindex_retry_max_ms, 100L << shift);
+			fetcher_sleep(delay);
+		}
+	}
+	PG_exception_stack = &local_sigjmp_buf;
+
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		MemoryContextReset(st.loop_context);
+		MemoryContextSwitchTo(st.loop_context);
+		fetcher_step(&st);
+		MemoryContextSwitchTo(fetcher_context);
+	}
+}

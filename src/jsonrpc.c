@@ -1,0 +1,136 @@
+/*-------------------------------------------------------------------------
+ *
+ * jsonrpc.c
+ *	  Decoding of small JSON-RPC responses with jansson: single-call
+ *	  envelopes with a quantity result (eth_chainId, eth_blockNumber), and
+ *	  the transaction hashes of a block for the per-transaction receipt
+ *	  fallback.  Blocks and receipts proper are decoded by decode.c.
+ *
+ *	  jansson allocates through palloc (jsonrpc_init_allocator), so its
+ *	  objects live in the caller's memory context and an error leaks
+ *	  nothing beyond that context's next reset.  This file must not include
+ *	  utils/builtins.h: jansson and fmgrprotos.h both declare json_object().
+ *
+ * Copyright (c) 2026, ethindex developers
+ *
+ * IDENTIFICATION
+ *	  src/jsonrpc.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <jansson.h>
+
+#include "utils/memutils.h"
+
+#include "decode.h"
+#include "jsonrpc.h"
+
+#if JANSSON_VERSION_HEX < 0x020b00
+#error "ethindex needs jansson 2.11 or later"
+#endif
+
+static void *
+jansson_alloc(size_t size)
+{
+	return MemoryContextAllocExtended(CurrentMemoryContext, size, MCXT_ALLOC_NO_OOM);
+}
+
+static void
+jansson_free(void *ptr)
+{
+	if (ptr)
+		pfree(ptr);
+}
+
+void
+jsonrpc_init_allocator(void)
+{
+	json_set_alloc_funcs(jansson_alloc, jansson_free);
+}
+
+/*
+ * The result of a single JSON-RPC call that must be a QUANTITY fitting in
+ * int64.  Errors name the method and the endpoint.
+ */
+int64
+jsonrpc_quantity_result(const char *body, size_t len, const char *method,
+						const char *endpoint)
+{
+	json_error_t jerror;
+	json_t	   *root = json_loadb(body, len, 0, &jerror);
+	json_t	   *error;
+	json_t	   *result;
+	const char *s;
+	int64		value;
+
+	if (root == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("malformed JSON in response to %s from %s", method, endpoint),
+				 errdetail("%s at position %d.", jerror.text, jerror.position)));
+	if (!json_is_object(root))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("response to %s from %s is not a JSON-RPC object", method, endpoint)));
+
+	error = json_object_get(root, "error");
+	if (error != NULL && !json_is_null(error))
+	{
+		json_t	   *message = json_object_get(error, "message");
+
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("%s failed: %s answered error %lld: %s",
+						method, endpoint,
+						(long long) json_integer_value(json_object_get(error, "code")),
+						json_is_string(message) ? json_string_value(message) : "(no message)")));
+	}
+
+	result = json_object_get(root, "result");
+	s = json_string_value(result);
+	if (s == NULL || !eth_parse_quantity_int64(s, json_string_length(result), &value))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("%s from %s returned no valid quantity", method, endpoint)));
+	json_decref(root);
+	return value;
+}
+
+/*
+ * The hashes ("0x" and 64 hex digits) of a block's transactions, from the
+ * result of eth_getBlockByNumber(n, true).
+ */
+char **
+jsonrpc_transaction_hashes(const char *block, size_t len, int64 number, int *ntx)
+{
+	json_error_t jerror;
+	json_t	   *root = json_loadb(block, len, 0, &jerror);
+	json_t	   *txs = root ? json_object_get(root, "transactions") : NULL;
+	char	  **hashes;
+	size_t		n;
+
+	if (txs == NULL || !json_is_array(txs))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("block " INT64_FORMAT " has no transactions array", number)));
+	n = json_array_size(txs);
+	hashes = palloc(sizeof(char *) * Max(n, 1));
+	for (size_t i = 0; i < n; i++)
+	{
+		json_t	   *tx = json_array_get(txs, i);
+		const char *h = json_string_value(json_is_object(tx) ? json_object_get(tx, "hash") : NULL);
+
+		if (h == NULL || strlen(h) != 66 || h[0] != '0' || h[1] != 'x' ||
+			strspn(h + 2, "0123456789abcdefABCDEF") != 64)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("transaction %zu of block " INT64_FORMAT " has no valid hash",
+							i, number)));
+		hashes[i] = pstrdup(h);
+	}
+	json_decref(root);
+	*ntx = (int) n;
+	return hashes;
+}

@@ -1,0 +1,468 @@
+/*-------------------------------------------------------------------------
+ *
+ * launcher.c
+ *	  The launcher background worker: keeps a fetcher and a writer running
+ *	  for every started chain, and none for the others.
+ *
+ *	  Registered statically in _PG_init, it connects to ethindex.database
+ *	  and, every second or when woken by start()/stop() at commit, compares
+ *	  ethindex.chains with the chain slots in shared memory:
+ *	    - a started chain without a slot gets one, and its workers are
+ *	      launched as dynamic background workers (bgw_notify_pid is the
+ *	      launcher, so their start and exit set its latch);
+ *	    - a stopped or removed chain's workers are terminated, and its slot
+ *	      is freed once both have exited;
+ *	    - when one worker of a chain exits on its own (an error), the other
+ *	      is terminated too and both are started again after a delay that
+ *	      doubles with each failure, up to ETHINDEX_RESTART_MAX_MS.
+ *	  Worker handles are kept in the launcher's memory only.  A launcher
+ *	  that starts while slots are in use (it was restarted on its own) has
+ *	  lost them: it terminates those workers by pid and frees the slots
+ *	  before doing anything else.
+ *
+ * Copyright (c) 2026, ethindex developers
+ *
+ * IDENTIFICATION
+ *	  src/launcher.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "access/xact.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "ethindex.h"
+
+/* What the launcher knows of one slot; index = slot number */
+typedef struct LauncherSlot
+{
+	BackgroundWorkerHandle *fetcher;
+	BackgroundWorkerHandle *writer;
+	bool		stopping;		/* workers terminated, waiting for exit */
+	TimestampTz restart_at;		/* 0: start as soon as possible */
+	long		restart_delay_ms;
+	bool		warned_no_worker_slot;
+} LauncherSlot;
+
+/* A chain row as read from ethindex.chains */
+typedef struct WantedChain
+{
+	char		name[NAMEDATALEN];
+	bool		enabled;
+} WantedChain;
+
+static LauncherSlot *launcher_slots;
+
+static void
+launcher_detach(int code, Datum arg)
+{
+	LWLockAcquire(ethindex_shared->lock, LW_EXCLUSIVE);
+	ethindex_shared->launcher_pid = 0;
+	ethindex_shared->launcher_latch = NULL;
+	LWLockRelease(ethindex_shared->lock);
+}
+
+static bool
+worker_alive(BackgroundWorkerHandle *handle)
+{
+	pid_t		pid;
+
+	if (handle == NULL)
+		return false;
+	return GetBackgroundWorkerPid(handle, &pid) != BGWH_STOPPED;
+}
+
+/*
+ * Read the chains; an empty list when the extension is not installed (yet).
+ */
+static List *
+read_chains(void)
+{
+	List	   *chains = NIL;
+	MemoryContext outer = CurrentMemoryContext;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "reading chains");
+
+	if (SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'ethindex'",
+					true, 1) == SPI_OK_SELECT && SPI_processed == 1 &&
+		SPI_execute("SELECT name, enabled FROM ethindex.chains ORDER BY name",
+					true, 0) == SPI_OK_SELECT)
+	{
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tuple = SPI_tuptable->vals[i];
+			bool		isnull;
+			char	   *name = SPI_getvalue(tuple, SPI_tuptable->tupdesc, 1);
+			WantedChain *chain = MemoryContextAllocZero(outer, sizeof(WantedChain));
+
+			strlcpy(chain->name, name, sizeof(chain->name));
+			chain->enabled = DatumGetBool(SPI_getbinval(tuple, SPI_tuptable->tupdesc, 2, &isnull));
+			chains = lappend(chains, chain);
+		}
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	MemoryContextSwitchTo(outer);
+	return chains;
+}
+
+static BackgroundWorkerHandle *
+launch_worker(int slotno, const char *chain, const char *role, const char *function)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "ethindex");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "ethindex %s %s", role, chain);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "ethindex %s", role);
+	worker.bgw_main_arg = Int32GetDatum(slotno);
+	worker.bgw_notify_pid = MyProcPid;
+	strlcpy(worker.bgw_extra, chain, BGW_EXTRALEN);
+
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+		return NULL;
+	return handle;
+}
+
+static void
+terminate_workers(int slotno)
+{
+	LauncherSlot *ls = &launcher_slots[slotno];
+
+	if (ls->fetcher)
+		TerminateBackgroundWorker(ls->fetcher);
+	if (ls->writer)
+		TerminateBackgroundWorker(ls->writer);
+	ls->stopping = true;
+}
+
+static void
+forget_workers(int slotno)
+{
+	LauncherSlot *ls = &launcher_slots[slotno];
+
+	if (ls->fetcher)
+		pfree(ls->fetcher);
+	if (ls->writer)
+		pfree(ls->writer);
+	ls->fetcher = NULL;
+	ls->writer = NULL;
+	ls->stopping = false;
+}
+
+/* Launch both workers of a slot whose workers are all gone. */
+static void
+start_workers(int slotno)
+{
+	ChainSlot  *slot = &ethindex_shared->slots[slotno];
+	LauncherSlot *ls = &launcher_slots[slotno];
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	queue_reset(&slot->queue);
+	SpinLockAcquire(&slot->mutex);
+	slot->state = CHAIN_STATE_STARTING;
+	slot->generation++;
+	SpinLockRelease(&slot->mutex);
+
+	ls->writer = launch_worker(slotno, slot->name, "writer", "ethindex_writer_main");
+	if (ls->writer != NULL)
+		ls->fetcher = launch_worker(slotno, slot->name, "fetcher", "ethindex_fetcher_main");
+	MemoryContextSwitchTo(old);
+
+	if (ls->writer == NULL || ls->fetcher == NULL)
+	{
+		if (!ls->warned_no_worker_slot)
+			ereport(WARNING,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("could not start the workers of ethindex chain \"%s\": no free background worker slot",
+							slot->name),
+					 errhint("Increase max_worker_processes; each started chain needs two.")));
+		ls->warned_no_worker_slot = true;
+		chain_report_error(slot, "no free background worker slot (increase max_worker_processes)");
+		terminate_workers(slotno);
+		ls->restart_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5000);
+		return;
+	}
+	ls->warned_no_worker_slot = false;
+	ls->restart_at = 0;
+}
+
+static int
+find_slot(const char *name)
+{
+	for (int i = 0; i < ethindex_shared->nslots; i++)
+		if (ethindex_shared->slots[i].in_use &&
+			strcmp(ethindex_shared->slots[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+static int
+assign_slot(const char *name)
+{
+	for (int i = 0; i < ethindex_shared->nslots; i++)
+	{
+		ChainSlot  *slot = &ethindex_shared->slots[i];
+
+		if (slot->in_use)
+			continue;
+		LWLockAcquire(ethindex_shared->lock, LW_EXCLUSIVE);
+		slot->in_use = true;
+		strlcpy(slot->name, name, sizeof(slot->name));
+		LWLockRelease(ethindex_shared->lock);
+
+		SpinLockAcquire(&slot->mutex);
+		slot->state = CHAIN_STATE_STARTING;
+		slot->node_head = -1;
+		slot->stored_through = -1;
+		slot->last_error[0] = '\0';
+		slot->last_error_at = 0;
+		slot->endpoint[0] = '\0';
+		memset(slot->rate_second, 0, sizeof(slot->rate_second));
+		SpinLockRelease(&slot->mutex);
+
+		memset(&launcher_slots[i], 0, sizeof(LauncherSlot));
+		return i;
+	}
+	return -1;
+}
+
+static void
+free_slot(int slotno)
+{
+	ChainSlot  *slot = &ethindex_shared->slots[slotno];
+
+	forget_workers(slotno);
+	LWLockAcquire(ethindex_shared->lock, LW_EXCLUSIVE);
+	slot->in_use = false;
+	slot->name[0] = '\0';
+	LWLockRelease(ethindex_shared->lock);
+	SpinLockAcquire(&slot->mutex);
+	slot->state = CHAIN_STATE_IDLE;
+	SpinLockRelease(&slot->mutex);
+}
+
+/* Bring the workers in line with ethindex.chains. */
+static void
+reconcile(void)
+{
+	List	   *chains = read_chains();
+	ListCell   *lc;
+	TimestampTz now = GetCurrentTimestamp();
+	static bool warned_no_chain_slot = false;
+
+	/* slots of chains that are no longer wanted */
+	for (int i = 0; i < ethindex_shared->nslots; i++)
+	{
+		ChainSlot  *slot = &ethindex_shared->slots[i];
+		LauncherSlot *ls = &launcher_slots[i];
+		bool		wanted = false;
+		bool		fetcher_alive;
+		bool		writer_alive;
+
+		if (!slot->in_use)
+			continue;
+		foreach(lc, chains)
+		{
+			WantedChain *chain = (WantedChain *) lfirst(lc);
+
+			if (strcmp(chain->name, slot->name) == 0 && chain->enabled)
+				wanted = true;
+		}
+
+		fetcher_alive = worker_alive(ls->fetcher);
+		writer_alive = worker_alive(ls->writer);
+
+		if (!wanted)
+		{
+			if (fetcher_alive || writer_alive)
+			{
+				if (!ls->stopping)
+					ereport(LOG, (errmsg("ethindex: stopping chain \"%s\"", slot->name)));
+				terminate_workers(i);
+			}
+			else
+				free_slot(i);
+			continue;
+		}
+
+		if (fetcher_alive && writer_alive && !ls->stopping)
+		{
+			if (slot->state == CHAIN_STATE_RUNNING)
+				ls->restart_delay_ms = 0;	/* healthy again */
+			continue;
+		}
+
+		if (fetcher_alive || writer_alive)
+		{
+			/* one of them failed: stop the other, restart both later */
+			if (!ls->stopping)
+			{
+				ls->restart_delay_ms = ls->restart_delay_ms == 0 ? ETHINDEX_RESTART_MIN_MS :
+					Min(ls->restart_delay_ms * 2, ETHINDEX_RESTART_MAX_MS);
+				ls->restart_at = TimestampTzPlusMilliseconds(now, ls->restart_delay_ms);
+				ereport(LOG,
+						(errmsg("ethindex: a worker of chain \"%s\" exited, restarting the chain in %ld ms",
+								slot->name, ls->restart_delay_ms)));
+				SpinLockAcquire(&slot->mutex);
+				slot->state = CHAIN_STATE_ERROR;
+				SpinLockRelease(&slot->mutex);
+			}
+			terminate_workers(i);
+			continue;
+		}
+
+		/* both gone (or never started) */
+		if (ls->fetcher != NULL || ls->writer != NULL)
+		{
+			if (!ls->stopping && ls->restart_at == 0)
+			{
+				ls->restart_delay_ms = ls->restart_delay_ms == 0 ? ETHINDEX_RESTART_MIN_MS :
+					Min(ls->restart_delay_ms * 2, ETHINDEX_RESTART_MAX_MS);
+				ls->restart_at = TimestampTzPlusMilliseconds(now, ls->restart_delay_ms);
+			}
+			forget_workers(i);
+		}
+		if (ls->restart_at != 0 && now < ls->restart_at)
+			continue;
+		start_workers(i);
+	}
+
+	/* chains that want a slot */
+	foreach(lc, chains)
+	{
+		WantedChain *chain = (WantedChain *) lfirst(lc);
+		int			slotno;
+
+		if (!chain->enabled || find_slot(chain->name) >= 0)
+			continue;
+		slotno = assign_slot(chain->name);
+		if (slotno < 0)
+		{
+			if (!warned_no_chain_slot)
+				ereport(WARNING,
+						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+						 errmsg("ethindex cannot start chain \"%s\": all %d chain slots are in use",
+								chain->name, ethindex_shared->nslots),
+						 errhint("Increase ethindex.max_chains.")));
+			warned_no_chain_slot = true;
+			continue;
+		}
+		ereport(LOG, (errmsg("ethindex: starting chain \"%s\"", chain->name)));
+		start_workers(slotno);
+	}
+	warned_no_chain_slot = false;
+	list_free_deep(chains);
+}
+
+/*
+ * A previous launcher may have left workers running whose handles are lost:
+ * terminate them by pid and free their slots.
+ */
+static void
+repair_slots(void)
+{
+	for (int i = 0; i < ethindex_shared->nslots; i++)
+	{
+		ChainSlot  *slot = &ethindex_shared->slots[i];
+
+		if (!slot->in_use)
+			continue;
+		for (;;)
+		{
+			pid_t		fetcher_pid;
+			pid_t		writer_pid;
+
+			SpinLockAcquire(&slot->mutex);
+			fetcher_pid = slot->fetcher_pid;
+			writer_pid = slot->writer_pid;
+			SpinLockRelease(&slot->mutex);
+			if (fetcher_pid == 0 && writer_pid == 0)
+				break;
+			if (fetcher_pid != 0)
+				kill(fetcher_pid, SIGTERM);
+			if (writer_pid != 0)
+				kill(writer_pid, SIGTERM);
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 100, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+		free_slot(i);
+	}
+}
+
+void
+ethindex_launcher_main(Datum main_arg)
+{
+	MemoryContext loop_context;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	if (ethindex_shared == NULL)
+		elog(FATAL, "ethindex launcher started without its shared state");
+
+	BackgroundWorkerInitializeConnection(ethindex_database, NULL, 0);
+	pgstat_report_appname("ethindex launcher");
+
+	launcher_slots = MemoryContextAllocZero(TopMemoryContext,
+											sizeof(LauncherSlot) * ethindex_shared->nslots);
+
+	LWLockAcquire(ethindex_shared->lock, LW_EXCLUSIVE);
+	ethindex_shared->launcher_pid = MyProcPid;
+	ethindex_shared->launcher_latch = MyLatch;
+	LWLockRelease(ethindex_shared->lock);
+	on_shmem_exit(launcher_detach, (Datum) 0);
+
+	ereport(LOG, (errmsg("ethindex launcher started in database \"%s\"", ethindex_database)));
+
+	repair_slots();
+
+	loop_context = AllocSetContextCreate(TopMemoryContext, "ethindex launcher loop",
+										 ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		MemoryContextSwitchTo(loop_context);
+		reconcile();
+		MemoryContextSwitchTo(TopMemoryContext);
+		MemoryContextReset(loop_context);
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 ETHINDEX_LAUNCHER_NAPTIME_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}

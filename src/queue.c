@@ -1,0 +1,236 @@
+/*-------------------------------------------------------------------------
+ *
+ * queue.c
+ *	  Bounded shared-memory ring of records (decoded blocks) from one
+ *	  producer, the chain's fetcher, to its consumer(s), the writers.
+ *
+ *	  A full ring makes the producer sleep on not_full: this is the
+ *	  backpressure that keeps memory bounded whatever the backlog.  An empty
+ *	  ring makes consumers sleep on not_empty.  Each record is a header
+ *	  (payload length) followed by the payload, padded to MAXALIGN so that
+ *	  payloads are aligned for Datums; a record never wraps around the end:
+ *	  a wrap marker sends readers back to offset 0.  Consumers copy a record
+ *	  out under the lock, so its space is free as soon as it is taken.
+ *
+ *	  The ring memory is owned by ethindex.c; the queue is reset by the
+ *	  launcher only while no worker of the chain runs.
+ *
+ * Copyright (c) 2026, ethindex developers
+ *
+ * IDENTIFICATION
+ *	  src/queue.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "pgstat.h"
+
+#include "queue.h"
+
+#define QUEUE_HEADER_SIZE	MAXALIGN(sizeof(uint64))
+#define QUEUE_WRAP_MARKER	PG_UINT64_MAX
+
+static inline Size
+record_size(Size len)
+{
+	return QUEUE_HEADER_SIZE + MAXALIGN(len);
+}
+
+void
+queue_init(BlockQueue *queue, Size capacity, int tranche_id)
+{
+	Assert(capacity % MAXIMUM_ALIGNOF == 0);
+	LWLockInitialize(&queue->lock, tranche_id);
+	ConditionVariableInit(&queue->not_empty);
+	ConditionVariableInit(&queue->not_full);
+	queue->capacity = capacity;
+	queue_reset(queue);
+}
+
+/* Forget every record.  Only while no fetcher or writer of the chain runs. */
+void
+queue_reset(BlockQueue *queue)
+{
+	LWLockAcquire(&queue->lock, LW_EXCLUSIVE);
+	queue->head = 0;
+	queue->tail = 0;
+	queue->nrecords = 0;
+	queue->nbytes = 0;
+	queue->reserved = false;
+	LWLockRelease(&queue->lock);
+}
+
+/* The largest payload a record may have. */
+Size
+queue_max_record(BlockQueue *queue)
+{
+	return queue->capacity - QUEUE_HEADER_SIZE;
+}
+
+/*
+ * Reserve room for a record of len bytes, sleeping while the ring is too
+ * full.  Returns where the payload is to be written; queue_commit() makes it
+ * visible.  Only one record may be reserved at a time.
+ */
+char *
+queue_reserve(BlockQueue *queue, char *ring, Size len)
+{
+	Size		total = record_size(len);
+	char	   *payload;
+
+	if (len > queue_max_record(queue))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("decoded block of %zu bytes does not fit in the queue of %zu bytes",
+						len, queue->capacity),
+				 errhint("Increase ethindex.queue_size.")));
+
+	ConditionVariablePrepareToSleep(&queue->not_full);
+	for (;;)
+	{
+		Size		offset;
+		Size		contiguous;
+		Size		need;
+
+		LWLockAcquire(&queue->lock, LW_EXCLUSIVE);
+		Assert(!queue->reserved);
+
+		/* An empty ring starts over at offset 0: any record then fits. */
+		if (queue->nrecords == 0 && queue->tail % queue->capacity != 0)
+		{
+			queue->tail += queue->capacity - queue->tail % queue->capacity;
+			queue->head = queue->tail;
+			queue->nbytes = 0;
+		}
+
+		offset = queue->tail % queue->capacity;
+		contiguous = queue->capacity - offset;
+		need = total + (contiguous < total ? contiguous : 0);
+
+		if (queue->tail + need - queue->head <= queue->capacity)
+		{
+			if (contiguous < total)
+			{
+				/* mark the rest of the ring as skipped and start at 0 */
+				*(uint64 *) (ring + offset) = QUEUE_WRAP_MARKER;
+				queue->tail += contiguous;
+				queue->nbytes += contiguous;
+				offset = 0;
+			}
+			queue->reserved = true;
+			payload = ring + offset + QUEUE_HEADER_SIZE;
+			LWLockRelease(&queue->lock);
+			break;
+		}
+		LWLockRelease(&queue->lock);
+
+		ConditionVariableTimedSleep(&queue->not_full, 1000, PG_WAIT_EXTENSION);
+		CHECK_FOR_INTERRUPTS();
+	}
+	ConditionVariableCancelSleep();
+	return payload;
+}
+
+/* Publish the record reserved by queue_reserve(); len as reserved. */
+void
+queue_commit(BlockQueue *queue, char *ring, Size len)
+{
+	Size		total = record_size(len);
+
+	LWLockAcquire(&queue->lock, LW_EXCLUSIVE);
+	Assert(queue->reserved);
+	*(uint64 *) (ring + queue->tail % queue->capacity) = (uint64) len;
+	queue->tail += total;
+	queue->nrecords++;
+	queue->nbytes += total;
+	queue->reserved = false;
+	LWLockRelease(&queue->lock);
+
+	ConditionVariableSignal(&queue->not_empty);
+}
+
+/*
+ * Take the next record, copying its payload into memory palloc'd in
+ * CurrentMemoryContext (MAXALIGN'd).  Waits up to timeout_ms for one;
+ * returns NULL if none arrived by then.
+ */
+char *
+queue_take(BlockQueue *queue, char *ring, Size *len, long timeout_ms)
+{
+	char	   *copy = NULL;
+	bool		prepared = false;
+
+	for (;;)
+	{
+		LWLockAcquire(&queue->lock, LW_EXCLUSIVE);
+		if (queue->nrecords > 0)
+		{
+			uint64		header = *(uint64 *) (ring + queue->head % queue->capacity);
+			Size		payload_len;
+
+			if (header == QUEUE_WRAP_MARKER)
+			{
+				Size		skip = queue->capacity - queue->head % queue->capacity;
+
+				queue->head += skip;
+				queue->nbytes -= skip;
+				header = *(uint64 *) (ring + queue->head % queue->capacity);
+			}
+			payload_len = (Size) header;
+			Assert(payload_len <= queue_max_record(queue));
+
+			/* palloc cannot fail softly; keep the lock only for the copy */
+			copy = MemoryContextAllocExtended(CurrentMemoryContext,
+											  Max(payload_len, 1),
+											  MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
+			if (copy == NULL)
+			{
+				LWLockRelease(&queue->lock);
+				ereport(ERROR,
+						(errcode(ERRCODE_OUT_OF_MEMORY),
+						 errmsg("out of memory taking a block of %zu bytes from the queue",
+								payload_len)));
+			}
+			memcpy(copy, ring + queue->head % queue->capacity + QUEUE_HEADER_SIZE,
+				   payload_len);
+			queue->head += record_size(payload_len);
+			queue->nbytes -= record_size(payload_len);
+			queue->nrecords--;
+			*len = payload_len;
+			LWLockRelease(&queue->lock);
+			break;
+		}
+		LWLockRelease(&queue->lock);
+
+		if (timeout_ms <= 0)
+			break;
+		if (!prepared)
+		{
+			ConditionVariablePrepareToSleep(&queue->not_empty);
+			prepared = true;
+			continue;			/* re-check before sleeping */
+		}
+		if (ConditionVariableTimedSleep(&queue->not_empty, timeout_ms,
+										PG_WAIT_EXTENSION))
+		{
+			timeout_ms = 0;		/* timed out: one last look */
+		}
+		CHECK_FOR_INTERRUPTS();
+	}
+	if (prepared)
+		ConditionVariableCancelSleep();
+	if (copy != NULL)
+		ConditionVariableBroadcast(&queue->not_full);
+	return copy;
+}
+
+void
+queue_stats(BlockQueue *queue, int32 *records, Size *bytes)
+{
+	LWLockAcquire(&queue->lock, LW_SHARED);
+	*records = queue->nrecords;
+	*bytes = queue->nbytes;
+	LWLockRelease(&queue->lock);
+}

@@ -1,0 +1,423 @@
+/*-------------------------------------------------------------------------
+ *
+ * rpc.c
+ *	  HTTP transport of JSON-RPC requests: libcurl's multi interface driven
+ *	  by a WaitEventSet that also watches the worker's latch and postmaster
+ *	  death, so a fetcher with many requests in flight still reacts to
+ *	  SIGTERM, SIGHUP and stop() at once.
+ *
+ *	  curl tells us which sockets to watch through its socket callback and
+ *	  when to call it back through its timer callback; rpc_perform() turns
+ *	  that into WaitEventSetWait() calls.  A WaitEventSet cannot forget a
+ *	  socket, so it is rebuilt whenever curl's socket set changes (a few
+ *	  sockets, a few syscalls).
+ *
+ *	  Nothing here interprets JSON: callers build request bodies and decode
+ *	  responses (decode.c).  Callbacks never ereport: curl's state must not
+ *	  be unwound by a longjmp.  The buffers they fill are allocated without
+ *	  raising errors and bounded in size.
+ *
+ * Copyright (c) 2026, ethindex developers
+ *
+ * IDENTIFICATION
+ *	  src/rpc.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/latch.h"
+#include "utils/memutils.h"
+
+#include "ethindex.h"
+#include "rpc.h"
+
+/* A response larger than this is refused (a block with receipts is < 100 MB). */
+#define RPC_MAX_RESPONSE	((size_t) 512 * 1024 * 1024)
+#define RPC_MAX_SOCKETS		256
+
+typedef struct RpcSocket
+{
+	curl_socket_t fd;
+	int			what;			/* CURL_POLL_IN / OUT / INOUT */
+} RpcSocket;
+
+struct RpcClient
+{
+	MemoryContext context;
+	CURLM	   *multi;
+	struct curl_slist *headers;
+	RpcSocket	sockets[RPC_MAX_SOCKETS];
+	int			nsockets;
+	bool		sockets_changed;
+	long		timer_ms;		/* -1: no timer */
+	WaitEventSet *wait_set;
+	RpcRequest **inflight;		/* requests added to the multi handle */
+	int			ninflight;
+	int			inflight_cap;
+};
+
+static int
+socket_callback(CURL *easy, curl_socket_t fd, int what, void *clientp, void *socketp)
+{
+	RpcClient  *client = (RpcClient *) clientp;
+	int			i;
+
+	for (i = 0; i < client->nsockets; i++)
+		if (client->sockets[i].fd == fd)
+			break;
+
+	if (what == CURL_POLL_REMOVE)
+	{
+		if (i < client->nsockets)
+		{
+			client->sockets[i] = client->sockets[client->nsockets - 1];
+			client->nsockets--;
+			client->sockets_changed = true;
+		}
+		return 0;
+	}
+	if (i == client->nsockets)
+	{
+		if (client->nsockets >= RPC_MAX_SOCKETS)
+			return -1;			/* curl fails the transfer */
+		client->sockets[i].fd = fd;
+		client->nsockets++;
+		client->sockets_changed = true;
+	}
+	else if (client->sockets[i].what != what)
+		client->sockets_changed = true;
+	client->sockets[i].what = what;
+	return 0;
+}
+
+static int
+timer_callback(CURLM *multi, long timeout_ms, void *clientp)
+{
+	RpcClient  *client = (RpcClient *) clientp;
+
+	client->timer_ms = timeout_ms;
+	return 0;
+}
+
+static size_t
+write_callback(char *data, size_t size, size_t nmemb, void *userdata)
+{
+	RpcRequest *request = (RpcRequest *) userdata;
+	size_t		len = size * nmemb;
+
+	if (request->response_len + len + 1 > request->response_cap)
+	{
+		size_t		newcap = Max(request->response_cap * 2, 64 * 1024);
+		char	   *newbuf;
+
+		while (newcap < request->response_len + len + 1)
+			newcap *= 2;
+		if (newcap > RPC_MAX_RESPONSE)
+		{
+			request->response_too_large = true;
+			return 0;			/* makes curl fail with CURLE_WRITE_ERROR */
+		}
+		newbuf = MemoryContextAllocExtended(request->context,
+											newcap,
+											MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
+		if (newbuf == NULL)
+			return 0;
+		if (request->response_len > 0)
+			memcpy(newbuf, request->response, request->response_len);
+		if (request->response)
+			pfree(request->response);
+		request->response = newbuf;
+		request->response_cap = newcap;
+	}
+	memcpy(request->response + request->response_len, data, len);
+	request->response_len += len;
+	request->response[request->response_len] = '\0';
+	return len;
+}
+
+RpcClient *
+rpc_client_create(MemoryContext context)
+{
+	RpcClient  *client = MemoryContextAllocZero(context, sizeof(RpcClient));
+
+	client->context = context;
+	client->timer_ms = -1;
+	client->multi = curl_multi_init();
+	if (client->multi == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not create a libcurl multi handle")));
+	curl_multi_setopt(client->multi, CURLMOPT_SOCKETFUNCTION, socket_callback);
+	curl_multi_setopt(client->multi, CURLMOPT_SOCKETDATA, client);
+	curl_multi_setopt(client->multi, CURLMOPT_TIMERFUNCTION, timer_callback);
+	curl_multi_setopt(client->multi, CURLMOPT_TIMERDATA, client);
+	curl_multi_setopt(client->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 64L);
+
+	client->headers = curl_slist_append(NULL, "Content-Type: application/json");
+	client->headers = curl_slist_append(client->headers, "Accept: application/json");
+	client->inflight_cap = 16;
+	client->inflight = MemoryContextAlloc(context, sizeof(RpcRequest *) * client->inflight_cap);
+	return client;
+}
+
+/*
+ * Prepare a request in CurrentMemoryContext, which also holds its response.
+ * The caller fills request->body.
+ */
+void
+rpc_request_init(RpcRequest *request, const char *url)
+{
+	memset(request, 0, sizeof(RpcRequest));
+	request->url = url;
+	request->context = CurrentMemoryContext;
+	initStringInfo(&request->body);
+}
+
+static void
+add_request(RpcClient *client, RpcRequest *request)
+{
+	CURL	   *easy = curl_easy_init();
+
+	if (easy == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not create a libcurl easy handle")));
+
+	request->response_len = 0;
+	request->response_too_large = false;
+	request->http_status = 0;
+	request->curl_code = CURLE_OK;
+	request->errbuf[0] = '\0';
+	request->easy = easy;
+
+	curl_easy_setopt(easy, CURLOPT_URL, request->url);
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, client->headers);
+	curl_easy_setopt(easy, CURLOPT_POST, 1L);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, request->body.data);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) request->body.len);
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_callback);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, request);
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, request->errbuf);
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, request);
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) ethindex_rpc_timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
+					 (long) Min(ethindex_rpc_timeout_ms, 10000));
+	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
+	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+
+	if (client->ninflight == client->inflight_cap)
+	{
+		client->inflight_cap *= 2;
+		client->inflight = repalloc(client->inflight,
+									sizeof(RpcRequest *) * client->inflight_cap);
+	}
+	client->inflight[client->ninflight++] = request;
+	curl_multi_add_handle(client->multi, easy);
+}
+
+static void
+finish_request(RpcClient *client, RpcRequest *request, CURLcode code)
+{
+	double		total = 0;
+
+	request->curl_code = code;
+	curl_easy_getinfo(request->easy, CURLINFO_RESPONSE_CODE, &request->http_status);
+	curl_easy_getinfo(request->easy, CURLINFO_TOTAL_TIME, &total);
+	request->seconds = total;
+	curl_multi_remove_handle(client->multi, request->easy);
+	curl_easy_cleanup(request->easy);
+	request->easy = NULL;
+
+	for (int i = 0; i < client->ninflight; i++)
+		if (client->inflight[i] == request)
+		{
+			client->inflight[i] = client->inflight[--client->ninflight];
+			break;
+		}
+}
+
+/* Remove every request in flight; used after an error unwound rpc_perform. */
+void
+rpc_abort_all(RpcClient *client)
+{
+	while (client->ninflight > 0)
+		finish_request(client, client->inflight[0], CURLE_ABORTED_BY_CALLBACK);
+	if (client->wait_set)
+	{
+		FreeWaitEventSet(client->wait_set);
+		client->wait_set = NULL;
+	}
+	client->nsockets = 0;
+	client->sockets_changed = true;
+}
+
+static void
+rebuild_wait_set(RpcClient *client)
+{
+	if (client->wait_set)
+		FreeWaitEventSet(client->wait_set);
+	client->wait_set = CreateWaitEventSet(client->context, client->nsockets + 2);
+	AddWaitEventToSet(client->wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(client->wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	for (int i = 0; i < client->nsockets; i++)
+	{
+		uint32		events = 0;
+
+		if (client->sockets[i].what & CURL_POLL_IN)
+			events |= WL_SOCKET_READABLE;
+		if (client->sockets[i].what & CURL_POLL_OUT)
+			events |= WL_SOCKET_WRITEABLE;
+		if (events == 0)
+			continue;
+		AddWaitEventToSet(client->wait_set, events, client->sockets[i].fd, NULL, NULL);
+	}
+	client->sockets_changed = false;
+}
+
+static void
+collect_finished(RpcClient *client)
+{
+	CURLMsg    *msg;
+	int			pending;
+
+	while ((msg = curl_multi_info_read(client->multi, &pending)) != NULL)
+	{
+		RpcRequest *request = NULL;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &request);
+		finish_request(client, request, msg->data.result);
+	}
+}
+
+/*
+ * Run the given requests to completion (success or failure), all in flight
+ * at once.  Processes interrupts while waiting; an error raised by them
+ * leaves requests in flight, to be removed with rpc_abort_all().
+ */
+void
+rpc_perform(RpcClient *client, RpcRequest **requests, int nrequests)
+{
+	int			running = 0;
+
+	for (int i = 0; i < nrequests; i++)
+		add_request(client, requests[i]);
+
+	curl_multi_socket_action(client->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	collect_finished(client);
+
+	while (client->ninflight > 0)
+	{
+		WaitEvent	events[16];
+		int			nevents;
+		long		timeout;
+
+		if (client->wait_set == NULL || client->sockets_changed)
+			rebuild_wait_set(client);
+
+		timeout = client->timer_ms;
+		if (timeout < 0 || timeout > 1000)
+			timeout = 1000;
+
+		nevents = WaitEventSetWait(client->wait_set, timeout, events,
+								   lengthof(events), PG_WAIT_EXTENSION);
+		if (nevents == 0)
+			curl_multi_socket_action(client->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+
+		for (int i = 0; i < nevents; i++)
+		{
+			WaitEvent  *event = &events[i];
+
+			if (event->events & WL_LATCH_SET)
+			{
+				ResetLatch(MyLatch);
+				CHECK_FOR_INTERRUPTS();
+				continue;
+			}
+			if (event->events & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
+			{
+				int			flags = 0;
+
+				if (event->events & WL_SOCKET_READABLE)
+					flags |= CURL_CSELECT_IN;
+				if (event->events & WL_SOCKET_WRITEABLE)
+					flags |= CURL_CSELECT_OUT;
+				curl_multi_socket_action(client->multi, event->fd, flags, &running);
+			}
+		}
+		/* a timer that expired while we handled sockets */
+		if (client->timer_ms == 0)
+			curl_multi_socket_action(client->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+		collect_finished(client);
+	}
+}
+
+/*
+ * Describe why a finished request failed, or return NULL if it got an HTTP
+ * 200 response.  The text names the endpoint and, for timeouts, the time.
+ */
+char *
+rpc_request_failure(RpcRequest *request)
+{
+	char	   *url = rpc_url_for_display(request->url);
+
+	if (request->response_too_large)
+		return psprintf("response from %s exceeds %zu bytes", url, RPC_MAX_RESPONSE);
+	if (request->curl_code == CURLE_OPERATION_TIMEDOUT)
+		return psprintf("request to %s timed out after %.1f s: %s", url,
+						request->seconds,
+						request->errbuf[0] ? request->errbuf : curl_easy_strerror(request->curl_code));
+	if (request->curl_code != CURLE_OK)
+		return psprintf("request to %s failed: %s", url,
+						request->errbuf[0] ? request->errbuf : curl_easy_strerror(request->curl_code));
+	if (request->http_status != 200)
+		return psprintf("%s answered HTTP status %ld%s%.*s", url, request->http_status,
+						request->response_len > 0 ? ": " : "",
+						(int) Min(request->response_len, 200),
+						request->response ? request->response : "");
+	if (request->response_len == 0)
+		return psprintf("%s answered an empty body", url);
+	return NULL;
+}
+
+/*
+ * An endpoint URL as shown in status and logs: without user:password and
+ * without the query string, which often carry API keys.
+ */
+char *
+rpc_url_for_display(const char *url)
+{
+	const char *scheme_end = strstr(url, "://");
+	const char *host;
+	const char *at;
+	const char *query;
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	if (scheme_end == NULL)
+	{
+		appendStringInfoString(&buf, "(invalid URL)");
+		return buf.data;
+	}
+	host = scheme_end + 3;
+	at = strchr(host, '@');
+	query = strpbrk(host, "?#");
+	if (at != NULL && (query == NULL || at < query) && at < host + strcspn(host, "/"))
+		host = at + 1;
+	appendBinaryStringInfo(&buf, url, scheme_end + 3 - url);
+	if (query)
+	{
+		appendBinaryStringInfo(&buf, host, query - host);
+		appendStringInfoString(&buf, "?...");
+	}
+	else
+		appendStringInfoString(&buf, host);
+	return buf.data;
+}

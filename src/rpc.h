@@ -1,0 +1,49 @@
+/*-------------------------------------------------------------------------
+ *
+ * rpc.h
+ *	  HTTP transport of JSON-RPC requests with libcurl's multi interface,
+ *	  driven from the worker's wait loop.
+ *
+ * Copyright (c) 2026, ethindex developers
+ *
+ * IDENTIFICATION
+ *	  src/rpc.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ETHINDEX_RPC_H
+#define ETHINDEX_RPC_H
+
+#include "postgres.h"
+
+#include <curl/curl.h>
+
+#include "lib/stringinfo.h"
+
+/* One HTTP POST of a JSON-RPC body (a single call or a batch). */
+typedef struct RpcRequest
+{
+	const char *url;
+	MemoryContext context;		/* holds the response */
+	StringInfoData body;		/* request JSON, filled by the caller */
+	char	   *response;		/* response body; palloc'd, NUL-terminated */
+	size_t		response_len;
+	size_t		response_cap;
+	bool		response_too_large;
+	long		http_status;
+	CURLcode	curl_code;
+	char		errbuf[CURL_ERROR_SIZE];
+	double		seconds;		/* time the request took */
+	CURL	   *easy;			/* set while in flight */
+} RpcRequest;
+
+typedef struct RpcClient RpcClient;
+
+extern RpcClient *rpc_client_create(MemoryContext context);
+extern void rpc_request_init(RpcRequest *request, const char *url);
+extern void rpc_perform(RpcClient *client, RpcRequest **requests, int nrequests);
+extern void rpc_abort_all(RpcClient *client);
+extern char *rpc_request_failure(RpcRequest *request);
+extern char *rpc_url_for_display(const char *url);
+
+#endif							/* ETHINDEX_RPC_H */

@@ -1,0 +1,78 @@
+/*-------------------------------------------------------------------------
+ *
+ * status.c
+ *	  Run state, errors and commit rates that a chain's workers publish in
+ *	  its shared-memory slot for ethindex.chain_status.
+ *
+ *	  Every function here takes the slot's spinlock for a few instructions;
+ *	  nothing that can fail runs while it is held.
+ *
+ * Copyright (c) 2026, ethindex developers
+ *
+ * IDENTIFICATION
+ *	  src/status.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "utils/timestamp.h"
+
+#include "ethindex.h"
+
+void
+chain_set_state(ChainSlot *slot, ChainRunState state)
+{
+	SpinLockAcquire(&slot->mutex);
+	slot->state = state;
+	SpinLockRelease(&slot->mutex);
+}
+
+/* Record an error message and set the chain's state to error. */
+void
+chain_report_error(ChainSlot *slot, const char *message)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	SpinLockAcquire(&slot->mutex);
+	strlcpy(slot->last_error, message, sizeof(slot->last_error));
+	slot->last_error_at = now;
+	slot->state = CHAIN_STATE_ERROR;
+	SpinLockRelease(&slot->mutex);
+}
+
+/* Same, from a caught error: message, detail and hint in one line. */
+void
+chain_report_error_data(ChainSlot *slot, ErrorData *edata)
+{
+	char		buf[ETHINDEX_ERROR_LEN];
+
+	snprintf(buf, sizeof(buf), "%s%s%s%s%s",
+			 edata->message ? edata->message : "unknown error",
+			 edata->detail ? " DETAIL: " : "",
+			 edata->detail ? edata->detail : "",
+			 edata->hint ? " HINT: " : "",
+			 edata->hint ? edata->hint : "");
+	chain_report_error(slot, buf);
+}
+
+/* The writer committed blocks up to "through": count them for the rates. */
+void
+chain_record_commit(ChainSlot *slot, int64 through, int blocks, int transactions)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int64		second = now / USECS_PER_SEC;
+	int			bucket = (int) (second % ETHINDEX_RATE_WINDOW);
+
+	SpinLockAcquire(&slot->mutex);
+	if (slot->rate_second[bucket] != second)
+	{
+		slot->rate_second[bucket] = second;
+		slot->rate_blocks[bucket] = 0;
+		slot->rate_transactions[bucket] = 0;
+	}
+	slot->rate_blocks[bucket] += blocks;
+	slot->rate_transactions[bucket] += transactions;
+	slot->stored_through = through;
+	SpinLockRelease(&slot->mutex);
+}
