@@ -1,0 +1,57 @@
+--
+-- The SQL control interface: registering, starting, stopping and removing
+-- chains, status, wait_for, and their errors.
+--
+CREATE EXTENSION IF NOT EXISTS ethindex;
+
+-- registration and its checks
+SELECT ethindex.add_chain('dev', ARRAY['http://127.0.0.1:1/'], chain_id => 31337,
+                          start_block => 5, confirmations => 0);
+SELECT name, chain_id, rpc_urls, start_block, confirmations, poll_interval,
+       partition_size, batch_size, enabled, next_block, last_hash
+FROM ethindex.chains;
+SELECT ethindex.add_chain('dev', ARRAY['http://127.0.0.1:2/']);
+SELECT ethindex.add_chain('dev2', ARRAY['http://127.0.0.1:2/'], chain_id => 31337);
+SELECT ethindex.add_chain('bad name', ARRAY['http://127.0.0.1:2/']);
+SELECT ethindex.add_chain('x', ARRAY[]::text[]);
+SELECT ethindex.add_chain('x', ARRAY['ftp://example.org/']);
+SELECT ethindex.add_chain('x', ARRAY['http://a/', 'http://b/', 'http://c/', 'http://d/',
+                                     'http://e/', 'http://f/', 'http://g/', 'http://h/', 'http://i/']);
+SELECT ethindex.add_chain('x', ARRAY['http://a/'], chain_id => 0);
+SELECT ethindex.add_chain('x', ARRAY['http://a/'], start_block => -1);
+SELECT ethindex.add_chain('x', ARRAY['http://a/'], confirmations => -3);
+SELECT ethindex.add_chain('x', ARRAY['http://a/'], batch_size => 0);
+SELECT ethindex.add_chain('x', ARRAY['http://a/'], partition_size => 10);
+
+-- a chain without chain_id learns it from the node
+SELECT ethindex.add_chain('other', ARRAY['https://user:secret@node.example/rpc?key=abc']);
+SELECT name, chain_id IS NULL AS chain_id_unknown FROM ethindex.chains ORDER BY name;
+
+-- status of stopped chains
+SELECT name, chain_id, state, node_head, indexed_through, blocks_per_second,
+       transactions_per_second, last_error, start_block
+FROM ethindex.chain_status;
+
+-- unknown chains
+SELECT ethindex.start('nope');
+SELECT ethindex.stop('nope');
+SELECT ethindex.remove_chain('nope');
+SELECT ethindex.wait_for('nope', 1);
+
+-- wait_for times out with false when the block is not there
+SELECT ethindex.wait_for('dev', 5, '50 milliseconds');
+
+-- start and stop; the node is unreachable, so the chain never runs
+SELECT ethindex.start('dev');
+SELECT name, state IN ('starting', 'error') AS not_running FROM ethindex.chain_status WHERE name = 'dev';
+SELECT ethindex.remove_chain('dev');
+SELECT ethindex.stop('dev');
+SELECT name, state FROM ethindex.chain_status WHERE name = 'dev';
+
+-- removing
+SELECT ethindex.remove_chain('dev', drop_data => true);
+SELECT ethindex.remove_chain('other');
+SELECT count(*) FROM ethindex.chains;
+
+-- the data tables accept no rows outside a chain's partitions
+INSERT INTO ethindex.withdrawals VALUES (1, 1, 0, 0, '\x00', 1);

@@ -1,0 +1,41 @@
+--
+-- The extension's objects: tables and their columns (the contract of the
+-- data model), indexes, functions.
+--
+CREATE EXTENSION ethindex;
+
+SELECT c.relname, c.relkind, pg_get_partkeydef(c.oid) AS partition_key
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'ethindex' AND c.relkind IN ('r', 'p', 'v')
+ORDER BY c.relname;
+
+SELECT table_name, ordinal_position AS pos, column_name,
+       format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null
+FROM information_schema.columns col
+JOIN pg_attribute a ON a.attrelid = ('ethindex.' || col.table_name)::regclass
+                   AND a.attname = col.column_name
+WHERE col.table_schema = 'ethindex'
+  AND col.table_name IN ('blocks', 'transactions', 'logs', 'withdrawals')
+ORDER BY table_name, pos;
+
+SELECT indexrelid::regclass AS index, pg_get_indexdef(indexrelid) AS definition
+FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+WHERE c.relnamespace = 'ethindex'::regnamespace AND c.relkind = 'p'
+ORDER BY 1::text;
+
+SELECT p.proname, pg_get_function_identity_arguments(p.oid) AS arguments,
+       p.provolatile, p.proisstrict
+FROM pg_proc p
+WHERE p.pronamespace = 'ethindex'::regnamespace
+ORDER BY p.proname;
+
+-- partitions are created on demand and cover a chain's block range
+SELECT ethindex._ensure_partitions(5, 1000, 1500, 2100);
+SELECT ethindex._ensure_partitions(5, 1000, 1500, 2100);
+SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) AS bound
+FROM pg_class c
+WHERE c.relnamespace = 'ethindex'::regnamespace AND c.relispartition
+ORDER BY c.relname;
+SELECT ethindex._drop_partitions(5);
+SELECT count(*) FROM pg_class c
+WHERE c.relnamespace = 'ethindex'::regnamespace AND c.relispartition;
