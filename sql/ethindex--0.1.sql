@@ -298,6 +298,18 @@ BEGIN
 		RAISE EXCEPTION 'confirmations must be zero or positive, not %', coalesce(confirmations::text, 'NULL')
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	IF batch_size IS NULL OR batch_size NOT BETWEEN 1 AND 1000 THEN
+		RAISE EXCEPTION 'batch_size must be between 1 and 1000, not %', coalesce(batch_size::text, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF partition_size IS NULL OR partition_size < 1000 THEN
+		RAISE EXCEPTION 'partition_size must be at least 1000 blocks, not %', coalesce(partition_size::text, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF poll_interval IS NULL OR poll_interval < '10 milliseconds' OR poll_interval > '1 hour' THEN
+		RAISE EXCEPTION 'poll_interval must be between 10 milliseconds and 1 hour, not %', coalesce(poll_interval::text, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
 	IF EXISTS (SELECT 1 FROM ethindex.chains c WHERE c.name = add_chain.name) THEN
 		RAISE EXCEPTION 'chain "%" already exists', name
 			USING ERRCODE = 'duplicate_object';

@@ -3,6 +3,7 @@
 -- chains, status, wait_for, and their errors.
 --
 CREATE EXTENSION IF NOT EXISTS ethindex;
+\set SHOW_CONTEXT never
 
 -- registration and its checks
 SELECT ethindex.add_chain('dev', ARRAY['http://127.0.0.1:1/'], chain_id => 31337,
@@ -22,6 +23,7 @@ SELECT ethindex.add_chain('x', ARRAY['http://a/'], start_block => -1);
 SELECT ethindex.add_chain('x', ARRAY['http://a/'], confirmations => -3);
 SELECT ethindex.add_chain('x', ARRAY['http://a/'], batch_size => 0);
 SELECT ethindex.add_chain('x', ARRAY['http://a/'], partition_size => 10);
+SELECT ethindex.add_chain('x', ARRAY['http://a/'], poll_interval => '1 ms');
 
 -- a chain without chain_id learns it from the node
 SELECT ethindex.add_chain('other', ARRAY['https://user:secret@node.example/rpc?key=abc']);

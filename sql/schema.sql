@@ -23,7 +23,7 @@ FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
 WHERE c.relnamespace = 'ethindex'::regnamespace AND c.relkind = 'p'
 ORDER BY 1::text;
 
-SELECT p.proname, pg_get_function_identity_arguments(p.oid) AS arguments,
+SELECT p.proname, p.pronargs AS nargs,
        p.provolatile, p.proisstrict
 FROM pg_proc p
 WHERE p.pronamespace = 'ethindex'::regnamespace
