@@ -216,10 +216,15 @@ define_gucs(void)
 void
 _PG_init(void)
 {
-	define_gucs();
-
+	/*
+	 * Loaded later than at server start (for example by CREATE EXTENSION),
+	 * the module only serves its SQL functions: PGC_POSTMASTER settings
+	 * cannot be defined any more, and there is no shared memory to use.
+	 */
 	if (!process_shared_preload_libraries_in_progress)
 		return;
+
+	define_gucs();
 
 	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
 		ereport(ERROR,
