@@ -136,7 +136,7 @@ register_launcher(void)
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 5;
+	worker.bgw_restart_time = 2;	/* e.g. until ethindex.database exists */
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "ethindex");
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "ethindex_launcher_main");
 	snprintf(worker.bgw_name, BGW_MAXLEN, "ethindex launcher");

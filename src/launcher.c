@@ -111,11 +111,14 @@ read_chains(void)
 			HeapTuple	tuple = SPI_tuptable->vals[i];
 			bool		isnull;
 			char	   *name = SPI_getvalue(tuple, SPI_tuptable->tupdesc, 1);
-			WantedChain *chain = MemoryContextAllocZero(outer, sizeof(WantedChain));
+			MemoryContext spi_context = MemoryContextSwitchTo(outer);
+			WantedChain *chain = palloc0(sizeof(WantedChain));
 
+			/* the list must outlive SPI_finish(): build it in "outer" */
 			strlcpy(chain->name, name, sizeof(chain->name));
 			chain->enabled = DatumGetBool(SPI_getbinval(tuple, SPI_tuptable->tupdesc, 2, &isnull));
 			chains = lappend(chains, chain);
+			MemoryContextSwitchTo(spi_context);
 		}
 	}
 	SPI_finish();
