@@ -431,6 +431,8 @@ fetch_range(FetcherState *st, int64 first, int64 last)
 	RpcRequest **request_ptrs = palloc(sizeof(RpcRequest *) * nrequests);
 	PendingBlock *pending = palloc0(sizeof(PendingBlock) * nblocks);
 	bool		need_fallback = endpoint->no_block_receipts;
+	RpcReply   *replies = NULL;
+	int			nreplies = 0;
 
 	for (int r = 0; r < nrequests; r++)
 	{
@@ -462,50 +464,52 @@ fetch_range(FetcherState *st, int64 first, int64 last)
 	pgstat_report_activity(STATE_RUNNING, "fetching blocks");
 	rpc_perform(st->rpc, request_ptrs, nrequests);
 
-	for (int r = 0; r < nrequests; r++)
-	{
-		RpcRequest *request = &requests[r];
-		char	   *failure = rpc_request_failure(request);
-		RpcReply   *replies;
-		int			nreplies;
-
-		if (failure)
-			ereport(ERROR,
-					(errcode(ERRCODE_CONNECTION_FAILURE),
-					 errmsg("fetching blocks " INT64_FORMAT " to " INT64_FORMAT " of chain \"%s\" failed: %s",
-							first + r * per_request,
-							first + Min(nblocks, (r + 1) * per_request) - 1,
-							st->name, failure)));
-		nreplies = eth_split_rpc_response(request->response, request->response_len, &replies);
-		for (int b = r * per_request; b < Min(nblocks, (r + 1) * per_request); b++)
-		{
-			pending[b].block = reply_by_id(st, replies, nreplies, 2 * (int64) b,
-										   "eth_getBlockByNumber", pending[b].number);
-			check_reply(st, pending[b].block, "eth_getBlockByNumber", pending[b].number);
-			if (!endpoint->no_block_receipts)
-			{
-				pending[b].receipts = reply_by_id(st, replies, nreplies, 2 * (int64) b + 1,
-												  "eth_getBlockReceipts", pending[b].number);
-				if (is_method_not_found(pending[b].receipts))
-				{
-					ereport(LOG,
-							(errmsg("ethindex chain \"%s\": %s does not support eth_getBlockReceipts, using eth_getTransactionReceipt",
-									st->name, endpoint->display)));
-					endpoint->no_block_receipts = true;
-					need_fallback = true;
-				}
-				else
-					check_reply(st, pending[b].receipts, "eth_getBlockReceipts", pending[b].number);
-			}
-		}
-	}
-
+	/*
+	 * Check, decode and queue block after block, so that the blocks before
+	 * a failed request or a bad block are stored.
+	 */
 	pgstat_report_activity(STATE_RUNNING, "decoding blocks");
 	for (int b = 0; b < nblocks; b++)
 	{
+		int			r = b / per_request;
+		PendingBlock *pb = &pending[b];
+
+		if (b % per_request == 0)
+		{
+			char	   *failure = rpc_request_failure(&requests[r]);
+
+			if (failure)
+				ereport(ERROR,
+						(errcode(ERRCODE_CONNECTION_FAILURE),
+						 errmsg("fetching blocks " INT64_FORMAT " to " INT64_FORMAT " of chain \"%s\" failed: %s",
+								first + r * per_request,
+								first + Min(nblocks, (r + 1) * per_request) - 1,
+								st->name, failure)));
+			nreplies = eth_split_rpc_response(requests[r].response,
+											  requests[r].response_len, &replies);
+		}
+
+		pb->block = reply_by_id(st, replies, nreplies, 2 * (int64) b,
+								"eth_getBlockByNumber", pb->number);
+		check_reply(st, pb->block, "eth_getBlockByNumber", pb->number);
+		if (!need_fallback)
+		{
+			pb->receipts = reply_by_id(st, replies, nreplies, 2 * (int64) b + 1,
+									   "eth_getBlockReceipts", pb->number);
+			if (is_method_not_found(pb->receipts))
+			{
+				ereport(LOG,
+						(errmsg("ethindex chain \"%s\": %s does not support eth_getBlockReceipts, using eth_getTransactionReceipt",
+								st->name, endpoint->display)));
+				endpoint->no_block_receipts = true;
+				need_fallback = true;
+			}
+			else
+				check_reply(st, pb->receipts, "eth_getBlockReceipts", pb->number);
+		}
 		if (need_fallback)
-			fetch_single_receipts(st, &pending[b]);
-		queue_block(st, &pending[b]);
+			fetch_single_receipts(st, pb);
+		queue_block(st, pb);
 	}
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
