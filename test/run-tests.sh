@@ -81,6 +81,15 @@ if [ $is_root -eq 1 ]; then
 	fi
 	rm -rf "$WORK"
 	install -d -o "$TEST_USER" -g "$(id -gn "$TEST_USER")" "$WORK"
+	# The test user must read the tree; a checkout under a private home
+	# directory is copied to a place it can read.
+	if ! runuser -u "$TEST_USER" -- test -r "$root/test/integration/run.py"; then
+		echo "run-tests: $root is not readable by $TEST_USER, testing a copy in $WORK/tree"
+		cp -a "$root" "$WORK/tree"
+		chown -R "$TEST_USER" "$WORK/tree"
+		root="$WORK/tree"
+		cd "$root"
+	fi
 else
 	mkdir -p "$WORK" 2>/dev/null || WORK="$(mktemp -d /tmp/ethindex-test-XXXXXX)"
 fi
