@@ -1551,6 +1551,9 @@ eth_decode_block(DecodedBlock *out, int64 chain_id, int64 expected_number,
 		nulls[TX_TRANSACTION_INDEX] = false;
 		values[TX_BLOCK_HASH] = bvalues[BLK_HASH];
 		nulls[TX_BLOCK_HASH] = false;
+		/* a blockTimestamp the node sent was checked against the block's */
+		values[TX_BLOCK_TIMESTAMP] = bvalues[BLK_TIMESTAMP];
+		nulls[TX_BLOCK_TIMESTAMP] = false;
 
 		/* its receipt */
 		cx.tx_hash = (const uint8 *) VARDATA(DatumGetPointer(values[TX_HASH]));
@@ -1591,6 +1594,8 @@ eth_decode_block(DecodedBlock *out, int64 chain_id, int64 expected_number,
 			cx.objindex = l;
 			decode_log(&cx, lt, lvalues, lnulls, values[TX_HASH],
 					   bvalues[BLK_HASH], chain_id);
+			lvalues[LOG_BLOCK_TIMESTAMP] = bvalues[BLK_TIMESTAMP];
+			lnulls[LOG_BLOCK_TIMESTAMP] = false;
 			log_index = DatumGetInt32(lvalues[LOG_LOG_INDEX]);
 			if (log_index <= prev_log_index)
 				ereport(ERROR,

@@ -457,6 +457,13 @@ def _bool(v):
     raise ValueError("not a boolean: %r" % (v,))
 
 
+def _same_time(obj, block_time):
+    sent = _opt(obj, "blockTimestamp", _ts)
+    if sent is not None and sent != block_time:
+        raise ValueError("blockTimestamp %s differs from the block's %s" % (sent, block_time))
+    return block_time
+
+
 def expected_rows(block_json, receipts_json, chain_id):
     """Rows ethindex must store for one block: {table: [row dict]}.
 
@@ -533,7 +540,8 @@ def expected_rows(block_json, receipts_json, chain_id):
             "transaction_index": quantity(tx["transactionIndex"]),
             "hash": hexdata(tx["hash"]),
             "block_hash": hexdata(tx["blockHash"]),
-            "block_timestamp": _opt(tx, "blockTimestamp", _ts),
+            # always the block's time; a blockTimestamp sent must agree
+            "block_timestamp": _same_time(tx, _ts(b["timestamp"])),
             "type": _opt(tx, "type", quantity) or 0,
             "from_address": hexdata(tx["from"]),
             "to_address": _opt(tx, "to", hexdata),
@@ -576,7 +584,7 @@ def expected_rows(block_json, receipts_json, chain_id):
                 "transaction_index": quantity(lg["transactionIndex"]),
                 "transaction_hash": hexdata(lg["transactionHash"]),
                 "block_hash": hexdata(lg["blockHash"]),
-                "block_timestamp": _opt(lg, "blockTimestamp", _ts),
+                "block_timestamp": _same_time(lg, _ts(b["timestamp"])),
                 "address": hexdata(lg["address"]),
                 "data": hexdata(lg["data"]),
                 "removed": _opt(lg, "removed", _bool) or False,
