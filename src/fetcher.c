@@ -91,8 +91,30 @@ typedef struct FetcherState
 
 	int			failures;		/* consecutive failed attempts */
 	RpcClient  *rpc;
+	MemoryContext fetcher_context;
 	MemoryContext loop_context;
+
+	/* requests in flight, oldest first (a ring of max_requests_in_flight) */
+	struct WindowRequest *window;
+	int			window_first;
+	int			window_count;
+	int64		next_to_request;	/* first block not yet requested */
 } FetcherState;
+
+/*
+ * One HTTP request of the window: a JSON-RPC batch for blocks
+ * [first, first + nblocks).  Its body and response live in "context".
+ */
+typedef struct WindowRequest
+{
+	int64		first;
+	int			nblocks;
+	bool		with_receipts;	/* eth_getBlockReceipts calls included */
+	MemoryContext context;
+	RpcRequest	request;
+} WindowRequest;
+
+#define WINDOW_MAX	64			/* max of ethindex.max_requests_in_flight */
 
 /* One block being fetched in a window */
 typedef struct PendingBlock
@@ -416,87 +438,103 @@ queue_block(FetcherState *st, PendingBlock *pb)
 	st->have_prev = true;
 }
 
-/*
- * Fetch blocks [first, last] in up to max_requests_in_flight batches, all in
- * flight at once, then decode and queue them in order.
- */
+/* Put a request for blocks [first, first + nblocks) in flight. */
 static void
-fetch_range(FetcherState *st, int64 first, int64 last)
+start_window_request(FetcherState *st, int64 first, int nblocks)
 {
 	Endpoint   *endpoint = &st->endpoints[st->current];
-	int			nblocks = (int) (last - first + 1);
-	int			per_request = st->batch_size;
-	int			nrequests = (nblocks + per_request - 1) / per_request;
-	RpcRequest *requests = palloc0(sizeof(RpcRequest) * nrequests);
-	RpcRequest **request_ptrs = palloc(sizeof(RpcRequest *) * nrequests);
-	PendingBlock *pending = palloc0(sizeof(PendingBlock) * nblocks);
-	bool		need_fallback = endpoint->no_block_receipts;
-	RpcReply   *replies = NULL;
-	int			nreplies = 0;
+	WindowRequest *w = &st->window[(st->window_first + st->window_count) % WINDOW_MAX];
+	MemoryContext old;
 
-	for (int r = 0; r < nrequests; r++)
-	{
-		RpcRequest *request = &requests[r];
-
-		rpc_request_init(request, endpoint->url);
-		request_ptrs[r] = request;
-		appendStringInfoChar(&request->body, '[');
-		for (int b = r * per_request; b < Min(nblocks, (r + 1) * per_request); b++)
-		{
-			int64		number = first + b;
-			char		params[64];
-
-			pending[b].number = number;
-			if (b > r * per_request)
-				appendStringInfoChar(&request->body, ',');
-			snprintf(params, sizeof(params), "[\"0x%" INT64_MODIFIER "x\",true]", number);
-			append_call(&request->body, 2 * (int64) b, "eth_getBlockByNumber", params);
-			if (!endpoint->no_block_receipts)
-			{
-				snprintf(params, sizeof(params), "[\"0x%" INT64_MODIFIER "x\"]", number);
-				appendStringInfoChar(&request->body, ',');
-				append_call(&request->body, 2 * (int64) b + 1, "eth_getBlockReceipts", params);
-			}
-		}
-		appendStringInfoChar(&request->body, ']');
-	}
-
-	pgstat_report_activity(STATE_RUNNING, "fetching blocks");
-	rpc_perform(st->rpc, request_ptrs, nrequests);
-
-	/*
-	 * Check, decode and queue block after block, so that the blocks before
-	 * a failed request or a bad block are stored.
-	 */
-	pgstat_report_activity(STATE_RUNNING, "decoding blocks");
+	w->first = first;
+	w->nblocks = nblocks;
+	w->with_receipts = !endpoint->no_block_receipts;
+	w->context = AllocSetContextCreate(st->fetcher_context, "ethindex fetcher request",
+									   ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(w->context);
+	rpc_request_init(&w->request, endpoint->url);
+	appendStringInfoChar(&w->request.body, '[');
 	for (int b = 0; b < nblocks; b++)
 	{
-		int			r = b / per_request;
-		PendingBlock *pb = &pending[b];
+		int64		number = first + b;
+		char		params[64];
 
-		if (b % per_request == 0)
+		if (b > 0)
+			appendStringInfoChar(&w->request.body, ',');
+		snprintf(params, sizeof(params), "[\"0x%" INT64_MODIFIER "x\",true]", number);
+		append_call(&w->request.body, 2 * (int64) b, "eth_getBlockByNumber", params);
+		if (w->with_receipts)
 		{
-			char	   *failure = rpc_request_failure(&requests[r]);
-
-			if (failure)
-				ereport(ERROR,
-						(errcode(ERRCODE_CONNECTION_FAILURE),
-						 errmsg("fetching blocks " INT64_FORMAT " to " INT64_FORMAT " of chain \"%s\" failed: %s",
-								first + r * per_request,
-								first + Min(nblocks, (r + 1) * per_request) - 1,
-								st->name, failure)));
-			nreplies = eth_split_rpc_response(requests[r].response,
-											  requests[r].response_len, &replies);
+			snprintf(params, sizeof(params), "[\"0x%" INT64_MODIFIER "x\"]", number);
+			appendStringInfoChar(&w->request.body, ',');
+			append_call(&w->request.body, 2 * (int64) b + 1, "eth_getBlockReceipts", params);
 		}
+	}
+	appendStringInfoChar(&w->request.body, ']');
+	MemoryContextSwitchTo(old);
 
-		pb->block = reply_by_id(st, replies, nreplies, 2 * (int64) b,
-								"eth_getBlockByNumber", pb->number);
-		check_reply(st, pb->block, "eth_getBlockByNumber", pb->number);
+	rpc_start(st->rpc, &w->request);
+	st->window_count++;
+	st->next_to_request = first + nblocks;
+}
+
+/* Forget every request in flight (after an error). */
+static void
+reset_window(FetcherState *st)
+{
+	rpc_abort_all(st->rpc);
+	for (int i = 0; i < st->window_count; i++)
+	{
+		WindowRequest *w = &st->window[(st->window_first + i) % WINDOW_MAX];
+
+		MemoryContextDelete(w->context);
+	}
+	st->window_first = 0;
+	st->window_count = 0;
+	st->next_to_request = st->next_block;
+}
+
+/*
+ * Check, decode and queue the blocks of the oldest request, block after
+ * block, so that the blocks before a bad one are stored.  The request is
+ * removed from the window when all its blocks are queued.
+ */
+static void
+process_window_request(FetcherState *st)
+{
+	WindowRequest *w = &st->window[st->window_first];
+	Endpoint   *endpoint = &st->endpoints[st->current];
+	char	   *failure = rpc_request_failure(&w->request);
+	RpcReply   *replies;
+	int			nreplies;
+	bool		need_fallback = !w->with_receipts;
+	MemoryContext old;
+
+	if (failure)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("fetching blocks " INT64_FORMAT " to " INT64_FORMAT " of chain \"%s\" failed: %s",
+						w->first, w->first + w->nblocks - 1, st->name, failure)));
+
+	pgstat_report_activity(STATE_RUNNING, "decoding blocks");
+	/* the replies live as long as the response; each block's work is reset */
+	old = MemoryContextSwitchTo(w->context);
+	nreplies = eth_split_rpc_response(w->request.response, w->request.response_len, &replies);
+	MemoryContextSwitchTo(old);
+	for (int b = 0; b < w->nblocks; b++)
+	{
+		PendingBlock pb;
+
+		memset(&pb, 0, sizeof(pb));
+		pb.number = w->first + b;
+		pb.block = reply_by_id(st, replies, nreplies, 2 * (int64) b,
+							   "eth_getBlockByNumber", pb.number);
+		check_reply(st, pb.block, "eth_getBlockByNumber", pb.number);
 		if (!need_fallback)
 		{
-			pb->receipts = reply_by_id(st, replies, nreplies, 2 * (int64) b + 1,
-									   "eth_getBlockReceipts", pb->number);
-			if (is_method_not_found(pb->receipts))
+			pb.receipts = reply_by_id(st, replies, nreplies, 2 * (int64) b + 1,
+									  "eth_getBlockReceipts", pb.number);
+			if (is_method_not_found(pb.receipts))
 			{
 				ereport(LOG,
 						(errmsg("ethindex chain \"%s\": %s does not support eth_getBlockReceipts, using eth_getTransactionReceipt",
@@ -505,13 +543,18 @@ fetch_range(FetcherState *st, int64 first, int64 last)
 				need_fallback = true;
 			}
 			else
-				check_reply(st, pb->receipts, "eth_getBlockReceipts", pb->number);
+				check_reply(st, pb.receipts, "eth_getBlockReceipts", pb.number);
 		}
 		if (need_fallback)
-			fetch_single_receipts(st, pb);
-		queue_block(st, pb);
+			fetch_single_receipts(st, &pb);
+		queue_block(st, &pb);
+		MemoryContextReset(st->loop_context);
 	}
 	pgstat_report_activity(STATE_IDLE, NULL);
+
+	MemoryContextDelete(w->context);
+	st->window_first = (st->window_first + 1) % WINDOW_MAX;
+	st->window_count--;
 }
 
 /* Wait on the latch; returns early when it is set. */
@@ -537,17 +580,21 @@ fetcher_detach(int code, Datum arg)
 	SpinLockRelease(&slot->mutex);
 }
 
-/* One turn of the loop: make progress or wait for the node. */
+/*
+ * One turn of the loop: keep the window of requests full, process the
+ * oldest when it has arrived, or wait for the node.
+ */
 static void
 fetcher_step(FetcherState *st)
 {
 	int64		target;
-	int64		window;
+	int			max_inflight = Min(ethindex_max_requests_in_flight, WINDOW_MAX);
 
 	verify_endpoint(st);
 
 	target = st->head - st->confirmations;
-	if (st->head < 0 || st->next_block > target ||
+	if (st->head < 0 ||
+		(st->window_count == 0 && st->next_to_request > target) ||
 		TimestampDifferenceExceeds(st->head_checked_at, GetCurrentTimestamp(),
 								   (int) st->poll_interval_ms))
 	{
@@ -555,7 +602,7 @@ fetcher_step(FetcherState *st)
 		target = st->head - st->confirmations;
 	}
 
-	if (st->next_block > target)
+	if (st->window_count == 0 && st->next_to_request > target)
 	{
 		/* caught up: the chain is healthy, wait for the next block */
 		st->failures = 0;
@@ -564,8 +611,17 @@ fetcher_step(FetcherState *st)
 		return;
 	}
 
-	window = (int64) st->batch_size * ethindex_max_requests_in_flight;
-	fetch_range(st, st->next_block, Min(target, st->next_block + window - 1));
+	while (st->window_count < max_inflight && st->next_to_request <= target)
+		start_window_request(st, st->next_to_request,
+							 (int) Min(st->batch_size, target - st->next_to_request + 1));
+
+	if (!st->window[st->window_first].request.done)
+	{
+		pgstat_report_activity(STATE_RUNNING, "fetching blocks");
+		rpc_wait(st->rpc, 1000);
+		return;
+	}
+	process_window_request(st);
 	st->failures = 0;
 	chain_set_state(st->slot, CHAIN_STATE_RUNNING);
 }
@@ -613,6 +669,9 @@ ethindex_fetcher_main(Datum main_arg)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("chain \"%s\" has no JSON-RPC endpoint", st.name)));
 	st.rpc = rpc_client_create(fetcher_context);
+	st.fetcher_context = fetcher_context;
+	st.window = MemoryContextAllocZero(fetcher_context, sizeof(WindowRequest) * WINDOW_MAX);
+	st.next_to_request = st.next_block;
 
 	ereport(LOG,
 			(errmsg("ethindex fetcher for chain \"%s\" started at block " INT64_FORMAT,
@@ -636,7 +695,7 @@ ethindex_fetcher_main(Datum main_arg)
 		FlushErrorState();
 		chain_report_error_data(st.slot, edata);
 		FreeErrorData(edata);
-		rpc_abort_all(st.rpc);
+		reset_window(&st);
 		MemoryContextReset(st.loop_context);
 		RESUME_INTERRUPTS();
 

@@ -176,8 +176,9 @@ rpc_request_init(RpcRequest *request, const char *url)
 	initStringInfo(&request->body);
 }
 
-static void
-add_request(RpcClient *client, RpcRequest *request)
+/* Put a request in flight; rpc_wait() makes progress on it. */
+void
+rpc_start(RpcClient *client, RpcRequest *request)
 {
 	CURL	   *easy = curl_easy_init();
 
@@ -191,6 +192,7 @@ add_request(RpcClient *client, RpcRequest *request)
 	request->http_status = 0;
 	request->curl_code = CURLE_OK;
 	request->errbuf[0] = '\0';
+	request->done = false;
 	request->easy = easy;
 
 	curl_easy_setopt(easy, CURLOPT_URL, request->url);
@@ -230,6 +232,7 @@ finish_request(RpcClient *client, RpcRequest *request, CURLcode code)
 	curl_easy_getinfo(request->easy, CURLINFO_RESPONSE_CODE, &request->http_status);
 	curl_easy_getinfo(request->easy, CURLINFO_TOTAL_TIME, &total);
 	request->seconds = total;
+	request->done = true;
 	curl_multi_remove_handle(client->multi, request->easy);
 	curl_easy_cleanup(request->easy);
 	request->easy = NULL;
@@ -298,65 +301,75 @@ collect_finished(RpcClient *client)
 }
 
 /*
- * Run the given requests to completion (success or failure), all in flight
- * at once.  Processes interrupts while waiting; an error raised by them
- * leaves requests in flight, to be removed with rpc_abort_all().
+ * Wait up to timeout_ms for socket activity or a curl timer and let curl
+ * process it; requests that finish get "done" set.  Processes interrupts
+ * while waiting; an error raised by them leaves requests in flight, to be
+ * removed with rpc_abort_all().
  */
+void
+rpc_wait(RpcClient *client, long timeout_ms)
+{
+	WaitEvent	events[16];
+	int			nevents;
+	int			running = 0;
+	long		timeout;
+
+	if (client->ninflight == 0)
+		return;
+	if (client->wait_set == NULL || client->sockets_changed)
+		rebuild_wait_set(client);
+
+	timeout = client->timer_ms;
+	if (timeout < 0 || timeout > timeout_ms)
+		timeout = timeout_ms;
+
+	nevents = WaitEventSetWait(client->wait_set, timeout, events,
+							   lengthof(events), PG_WAIT_EXTENSION);
+	if (nevents == 0)
+		curl_multi_socket_action(client->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+
+	for (int i = 0; i < nevents; i++)
+	{
+		WaitEvent  *event = &events[i];
+
+		if (event->events & WL_LATCH_SET)
+		{
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+			continue;
+		}
+		if (event->events & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
+		{
+			int			flags = 0;
+
+			if (event->events & WL_SOCKET_READABLE)
+				flags |= CURL_CSELECT_IN;
+			if (event->events & WL_SOCKET_WRITEABLE)
+				flags |= CURL_CSELECT_OUT;
+			curl_multi_socket_action(client->multi, event->fd, flags, &running);
+		}
+	}
+	/* a timer that expired while we handled sockets */
+	if (client->timer_ms == 0)
+		curl_multi_socket_action(client->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	collect_finished(client);
+}
+
+/* Run the given requests to completion (success or failure), all at once. */
 void
 rpc_perform(RpcClient *client, RpcRequest **requests, int nrequests)
 {
 	int			running = 0;
 
 	for (int i = 0; i < nrequests; i++)
-		add_request(client, requests[i]);
+		rpc_start(client, requests[i]);
 
 	curl_multi_socket_action(client->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 	collect_finished(client);
 
-	while (client->ninflight > 0)
-	{
-		WaitEvent	events[16];
-		int			nevents;
-		long		timeout;
-
-		if (client->wait_set == NULL || client->sockets_changed)
-			rebuild_wait_set(client);
-
-		timeout = client->timer_ms;
-		if (timeout < 0 || timeout > 1000)
-			timeout = 1000;
-
-		nevents = WaitEventSetWait(client->wait_set, timeout, events,
-								   lengthof(events), PG_WAIT_EXTENSION);
-		if (nevents == 0)
-			curl_multi_socket_action(client->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-
-		for (int i = 0; i < nevents; i++)
-		{
-			WaitEvent  *event = &events[i];
-
-			if (event->events & WL_LATCH_SET)
-			{
-				ResetLatch(MyLatch);
-				CHECK_FOR_INTERRUPTS();
-				continue;
-			}
-			if (event->events & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
-			{
-				int			flags = 0;
-
-				if (event->events & WL_SOCKET_READABLE)
-					flags |= CURL_CSELECT_IN;
-				if (event->events & WL_SOCKET_WRITEABLE)
-					flags |= CURL_CSELECT_OUT;
-				curl_multi_socket_action(client->multi, event->fd, flags, &running);
-			}
-		}
-		/* a timer that expired while we handled sockets */
-		if (client->timer_ms == 0)
-			curl_multi_socket_action(client->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-		collect_finished(client);
-	}
+	for (int i = 0; i < nrequests; i++)
+		while (!requests[i]->done)
+			rpc_wait(client, 1000);
 }
 
 /*

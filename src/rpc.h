@@ -34,6 +34,7 @@ typedef struct RpcRequest
 	CURLcode	curl_code;
 	char		errbuf[CURL_ERROR_SIZE];
 	double		seconds;		/* time the request took */
+	bool		done;			/* finished, successfully or not */
 	CURL	   *easy;			/* set while in flight */
 } RpcRequest;
 
@@ -41,6 +42,8 @@ typedef struct RpcClient RpcClient;
 
 extern RpcClient *rpc_client_create(MemoryContext context);
 extern void rpc_request_init(RpcRequest *request, const char *url);
+extern void rpc_start(RpcClient *client, RpcRequest *request);
+extern void rpc_wait(RpcClient *client, long timeout_ms);
 extern void rpc_perform(RpcClient *client, RpcRequest **requests, int nrequests);
 extern void rpc_abort_all(RpcClient *client);
 extern char *rpc_request_failure(RpcRequest *request);
