@@ -42,3 +42,6 @@ test:
 
 demo:
 	test/demo.sh
+
+bench:
+	bench/bench.sh $(BENCH_ARGS)
