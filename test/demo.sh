@@ -61,6 +61,10 @@ fi
 rm -rf "$DIR"
 mkdir -p "$DIR"
 
+if python3 -c "import socket; socket.create_connection(('127.0.0.1', $ANVIL_PORT), 1)" 2>/dev/null; then
+	echo "demo: port $ANVIL_PORT is in use; set DEMO_ANVIL_PORT to a free port" >&2
+	exit 1
+fi
 echo "demo: starting anvil on $URL (one block per second)"
 "$ANVIL" --hardfork prague --order fifo --block-time 1 --port "$ANVIL_PORT" \
 	--host 127.0.0.1 --quiet >"$DIR/anvil.log" 2>&1 &
