@@ -68,9 +68,10 @@ class Synthnode:
         self.url = "http://127.0.0.1:%d" % port
         self.proc = subprocess.Popen(
             [os.path.join(HERE, "synthnode"), "--port", str(port), "--head", str(head),
-             "--txs-per-block", str(txs_per_block), "--cache-mb", str(cache_mb)],
+             "--txs-per-block", str(txs_per_block), "--cache-mb", str(cache_mb),
+             "--threads", "2", "--prebuild", "1:%d" % head],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        deadline = time.time() + 10
+        deadline = time.time() + 300     # prebuilding takes a few seconds per GB
         while True:
             try:
                 rpc_call(self.url, "eth_blockNumber", [])
@@ -257,7 +258,9 @@ def main():
     try:
         nblocks = (args.transactions + args.txs_per_block - 1) // args.txs_per_block
         first, last = 1, nblocks
-        synth = Synthnode(free_port(58100, 58199), last + 10, args.txs_per_block, 2048)
+        # every block of the range stays cached: served from memory
+        cache_mb = int(nblocks * args.txs_per_block * 4000 / 1e6) + 512
+        synth = Synthnode(free_port(58100, 58199), last + 10, args.txs_per_block, cache_mb)
 
         log("== synthnode served to a plain client (blocks %d..%d)" % (first, last))
         pf = plain_fetch(synth.url, first, last, args.batch_size, args.inflight)
@@ -320,6 +323,9 @@ def main():
             log("== anvil: preparing %d transactions" % args.anvil_transactions)
             anvil = Anvil(free_port(58300, 58399), extra_args=("--gas-limit", "1000000000"))
             head = prepare_anvil_chain(anvil, args.anvil_transactions, 500)
+            # a first pass warms anvil's caches, so that both measured passes
+            # see the same node state
+            plain_fetch(anvil.url, 1, head, args.batch_size, args.inflight)
             apf = plain_fetch(anvil.url, 1, head, args.batch_size, args.inflight)
             results["anvil_plainfetch"] = apf
             am = ingest(cluster, "anvil", anvil.url, 31337, 1, head, args.batch_size, sample_memory=False)
