@@ -260,7 +260,7 @@ def main():
         first, last = 1, nblocks
         # every block of the range stays cached: served from memory
         cache_mb = int(nblocks * args.txs_per_block * 4000 / 1e6) + 512
-        synth = Synthnode(free_port(58100, 58199), last + 10, args.txs_per_block, cache_mb)
+        synth = Synthnode(free_port(58100, 58199), last, args.txs_per_block, cache_mb)
 
         log("== synthnode served to a plain client (blocks %d..%d)" % (first, last))
         pf = plain_fetch(synth.url, first, last, args.batch_size, args.inflight)
