@@ -167,7 +167,7 @@ BEGIN
 	WHILE lo <= p_to_block LOOP
 		hi := lo + p_partition_size;
 		FOREACH tbl IN ARRAY ARRAY['blocks', 'transactions', 'logs', 'withdrawals'] LOOP
-			pname := format('%s_%s_%s', tbl, p_chain_id, lpad(lo::text, 12, '0'));
+			pname := format('%s_%s_%s', tbl, p_chain_id, lpad(lo::text, greatest(12, length(lo::text)), '0'));
 			IF to_regclass(format('ethindex.%I', pname)) IS NULL THEN
 				EXECUTE format('CREATE TABLE ethindex.%I PARTITION OF ethindex.%I FOR VALUES FROM (%s, %s) TO (%s, %s)',
 							   pname, tbl, p_chain_id, lo, p_chain_id, hi);

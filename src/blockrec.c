@@ -25,6 +25,11 @@
 
 #include "blockrec.h"
 
+/* by-value columns are stored as one Datum: int8 must be by value */
+#ifndef USE_FLOAT8_BYVAL
+#error "ethindex needs a 64-bit build (int8 passed by value)"
+#endif
+
 typedef struct BlockRecordHeader
 {
 	int64		number;

@@ -43,6 +43,7 @@
 #include "datatype/timestamp.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
+#include "postmaster/bgworker.h"
 #include "storage/spin.h"
 
 #include "queue.h"
@@ -109,6 +110,16 @@ typedef struct EthindexShared
 
 extern EthindexShared *ethindex_shared;
 
+/* What the launcher passes to a chain's workers in bgw_extra */
+typedef struct ChainWorkerArgs
+{
+	char		name[NAMEDATALEN];
+	uint32		generation;		/* the slot's generation they belong to */
+} ChainWorkerArgs;
+
+StaticAssertDecl(sizeof(ChainWorkerArgs) <= BGW_EXTRALEN,
+				 "ChainWorkerArgs must fit in bgw_extra");
+
 /* ethindex.c */
 extern void ethindex_check_loaded(void);
 extern void ethindex_wake_launcher(void);
@@ -116,6 +127,7 @@ extern void ethindex_request_launcher_wakeup(void);
 extern char *ethindex_queue_buffer(int slotno);
 
 /* status helpers (status.c) */
+extern ChainSlot *chain_slot_attach(int slotno, const char *bgw_extra);
 extern void chain_set_state(ChainSlot *slot, ChainRunState state);
 extern void chain_report_error(ChainSlot *slot, const char *message);
 extern void chain_report_error_data(ChainSlot *slot, ErrorData *edata);

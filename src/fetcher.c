@@ -41,6 +41,7 @@
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
+#include "storage/condition_variable.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
@@ -208,6 +209,7 @@ store_chain_id(FetcherState *st, int64 chain_id)
 {
 	Oid			argtypes[2] = {INT8OID, TEXTOID};
 	Datum		args[2];
+	MemoryContext outer = CurrentMemoryContext;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -222,6 +224,7 @@ store_chain_id(FetcherState *st, int64 chain_id)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(outer);
 }
 
 static void
@@ -473,9 +476,10 @@ start_window_request(FetcherState *st, int64 first, int nblocks)
 	appendStringInfoChar(&w->request.body, ']');
 	MemoryContextSwitchTo(old);
 
-	rpc_start(st->rpc, &w->request);
+	/* counted before starting, so that reset_window() frees it on error */
 	st->window_count++;
 	st->next_to_request = first + nblocks;
+	rpc_start(st->rpc, &w->request);
 }
 
 /* Forget every request in flight (after an error). */
@@ -611,9 +615,22 @@ fetcher_step(FetcherState *st)
 		return;
 	}
 
-	while (st->window_count < max_inflight && st->next_to_request <= target)
-		start_window_request(st, st->next_to_request,
-							 (int) Min(st->batch_size, target - st->next_to_request + 1));
+	/*
+	 * New requests only while the queue has room: a fetcher waiting for
+	 * queue space does not drive curl, and responses left half-read would
+	 * run into ethindex.rpc_timeout.
+	 */
+	if (st->window_count < max_inflight && st->next_to_request <= target)
+	{
+		int32		queued;
+		Size		queued_bytes;
+
+		queue_stats(&st->slot->queue, &queued, &queued_bytes);
+		while (st->window_count < max_inflight && st->next_to_request <= target &&
+			   (st->window_count == 0 || queued_bytes < st->slot->queue.capacity / 2))
+			start_window_request(st, st->next_to_request,
+								 (int) Min(st->batch_size, target - st->next_to_request + 1));
+	}
 
 	if (!st->window[st->window_first].request.done)
 	{
@@ -635,15 +652,13 @@ ethindex_fetcher_main(Datum main_arg)
 	MemoryContext fetcher_context;
 
 	memset(&st, 0, sizeof(st));
-	strlcpy(st.name, MyBgworkerEntry->bgw_extra, sizeof(st.name));
+	strlcpy(st.name, ((ChainWorkerArgs *) MyBgworkerEntry->bgw_extra)->name, sizeof(st.name));
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	if (ethindex_shared == NULL || slotno < 0 || slotno >= ethindex_shared->nslots)
-		elog(FATAL, "ethindex fetcher started without its shared state");
-	st.slot = &ethindex_shared->slots[slotno];
+	st.slot = chain_slot_attach(slotno, MyBgworkerEntry->bgw_extra);
 	st.ring = ethindex_queue_buffer(slotno);
 	st.head = -1;
 
@@ -689,7 +704,11 @@ ethindex_fetcher_main(Datum main_arg)
 		error_context_stack = NULL;
 		HOLD_INTERRUPTS();
 		EmitErrorReport();
+		LWLockReleaseAll();
+		ConditionVariableCancelSleep();
+		pgstat_report_wait_end();
 		AbortOutOfAnyTransaction();
+		queue_cancel_reservation(&st.slot->queue);
 		MemoryContextSwitchTo(fetcher_context);
 		edata = CopyErrorData();
 		FlushErrorState();

@@ -55,6 +55,7 @@ typedef struct LauncherSlot
 	bool		stopping;		/* workers terminated, waiting for exit */
 	TimestampTz restart_at;		/* 0: start as soon as possible */
 	long		restart_delay_ms;
+	int64		stored_at_start;	/* stored_through when last started */
 	bool		warned_no_worker_slot;
 } LauncherSlot;
 
@@ -145,7 +146,14 @@ launch_worker(int slotno, const char *chain, const char *role, const char *funct
 	snprintf(worker.bgw_type, BGW_MAXLEN, "ethindex %s", role);
 	worker.bgw_main_arg = Int32GetDatum(slotno);
 	worker.bgw_notify_pid = MyProcPid;
-	strlcpy(worker.bgw_extra, chain, BGW_EXTRALEN);
+	{
+		ChainWorkerArgs args;
+
+		memset(&args, 0, sizeof(args));
+		strlcpy(args.name, chain, sizeof(args.name));
+		args.generation = ethindex_shared->slots[slotno].generation;
+		memcpy(worker.bgw_extra, &args, sizeof(args));
+	}
 
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
 		return NULL;
@@ -187,9 +195,12 @@ start_workers(int slotno)
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
 	queue_reset(&slot->queue);
+	LWLockAcquire(ethindex_shared->lock, LW_EXCLUSIVE);
+	slot->generation++;
+	LWLockRelease(ethindex_shared->lock);
 	SpinLockAcquire(&slot->mutex);
 	slot->state = CHAIN_STATE_STARTING;
-	slot->generation++;
+	ls->stored_at_start = slot->stored_through;
 	SpinLockRelease(&slot->mutex);
 
 	ls->writer = launch_worker(slotno, slot->name, "writer", "ethindex_writer_main");
@@ -316,8 +327,9 @@ reconcile(void)
 
 		if (fetcher_alive && writer_alive && !ls->stopping)
 		{
-			if (slot->state == CHAIN_STATE_RUNNING)
-				ls->restart_delay_ms = 0;	/* healthy again */
+			/* healthy again once the writer committed since the start */
+			if (slot->stored_through > ls->stored_at_start)
+				ls->restart_delay_ms = 0;
 			continue;
 		}
 

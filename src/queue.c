@@ -179,7 +179,11 @@ queue_take(BlockQueue *queue, char *ring, Size *len, long timeout_ms)
 				header = *(uint64 *) (ring + queue->head % queue->capacity);
 			}
 			payload_len = (Size) header;
-			Assert(payload_len <= queue_max_record(queue));
+			if (payload_len > queue_max_record(queue))
+			{
+				LWLockRelease(&queue->lock);
+				elog(ERROR, "corrupt queue record header: %zu bytes", payload_len);
+			}
 
 			/* palloc cannot fail softly; keep the lock only for the copy */
 			copy = MemoryContextAllocExtended(CurrentMemoryContext,
@@ -224,6 +228,15 @@ queue_take(BlockQueue *queue, char *ring, Size *len, long timeout_ms)
 	if (copy != NULL)
 		ConditionVariableBroadcast(&queue->not_full);
 	return copy;
+}
+
+/* Give up a reservation (the producer failed while writing the record). */
+void
+queue_cancel_reservation(BlockQueue *queue)
+{
+	LWLockAcquire(&queue->lock, LW_EXCLUSIVE);
+	queue->reserved = false;
+	LWLockRelease(&queue->lock);
 }
 
 void

@@ -44,6 +44,7 @@ extern void queue_reset(BlockQueue *queue);
 extern Size queue_max_record(BlockQueue *queue);
 extern char *queue_reserve(BlockQueue *queue, char *ring, Size len);
 extern void queue_commit(BlockQueue *queue, char *ring, Size len);
+extern void queue_cancel_reservation(BlockQueue *queue);
 extern char *queue_take(BlockQueue *queue, char *ring, Size *len, long timeout_ms);
 extern void queue_stats(BlockQueue *queue, int32 *records, Size *bytes);
 

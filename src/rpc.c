@@ -30,6 +30,7 @@
 #include "pgstat.h"
 #include "storage/latch.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "ethindex.h"
 #include "rpc.h"
@@ -52,7 +53,7 @@ struct RpcClient
 	RpcSocket	sockets[RPC_MAX_SOCKETS];
 	int			nsockets;
 	bool		sockets_changed;
-	long		timer_ms;		/* -1: no timer */
+	TimestampTz timer_deadline; /* when curl wants to be called; 0: no timer */
 	WaitEventSet *wait_set;
 	RpcRequest **inflight;		/* requests added to the multi handle */
 	int			ninflight;
@@ -98,7 +99,8 @@ timer_callback(CURLM *multi, long timeout_ms, void *clientp)
 {
 	RpcClient  *client = (RpcClient *) clientp;
 
-	client->timer_ms = timeout_ms;
+	client->timer_deadline = timeout_ms < 0 ? 0 :
+		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 	return 0;
 }
 
@@ -144,7 +146,7 @@ rpc_client_create(MemoryContext context)
 	RpcClient  *client = MemoryContextAllocZero(context, sizeof(RpcClient));
 
 	client->context = context;
-	client->timer_ms = -1;
+	client->timer_deadline = 0;
 	client->multi = curl_multi_init();
 	if (client->multi == NULL)
 		ereport(ERROR,
@@ -180,8 +182,16 @@ rpc_request_init(RpcRequest *request, const char *url)
 void
 rpc_start(RpcClient *client, RpcRequest *request)
 {
-	CURL	   *easy = curl_easy_init();
+	CURL	   *easy;
 
+	/* room first: nothing below may fail between creating and tracking */
+	if (client->ninflight == client->inflight_cap)
+	{
+		client->inflight_cap *= 2;
+		client->inflight = repalloc(client->inflight,
+									sizeof(RpcRequest *) * client->inflight_cap);
+	}
+	easy = curl_easy_init();
 	if (easy == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
@@ -213,14 +223,16 @@ rpc_start(RpcClient *client, RpcRequest *request)
 	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
 
-	if (client->ninflight == client->inflight_cap)
-	{
-		client->inflight_cap *= 2;
-		client->inflight = repalloc(client->inflight,
-									sizeof(RpcRequest *) * client->inflight_cap);
-	}
 	client->inflight[client->ninflight++] = request;
-	curl_multi_add_handle(client->multi, easy);
+	if (curl_multi_add_handle(client->multi, easy) != CURLM_OK)
+	{
+		client->ninflight--;
+		curl_easy_cleanup(easy);
+		request->easy = NULL;
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not add a request to the libcurl multi handle")));
+	}
 }
 
 static void
@@ -264,7 +276,10 @@ static void
 rebuild_wait_set(RpcClient *client)
 {
 	if (client->wait_set)
+	{
 		FreeWaitEventSet(client->wait_set);
+		client->wait_set = NULL;
+	}
 	client->wait_set = CreateWaitEventSet(client->context, client->nsockets + 2);
 	AddWaitEventToSet(client->wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(client->wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
@@ -319,9 +334,15 @@ rpc_wait(RpcClient *client, long timeout_ms)
 	if (client->wait_set == NULL || client->sockets_changed)
 		rebuild_wait_set(client);
 
-	timeout = client->timer_ms;
-	if (timeout < 0 || timeout > timeout_ms)
-		timeout = timeout_ms;
+	timeout = timeout_ms;
+	if (client->timer_deadline != 0)
+	{
+		long		secs;
+		int			usecs;
+
+		TimestampDifference(GetCurrentTimestamp(), client->timer_deadline, &secs, &usecs);
+		timeout = Min(timeout, secs * 1000 + (usecs + 999) / 1000);
+	}
 
 	nevents = WaitEventSetWait(client->wait_set, timeout, events,
 							   lengthof(events), PG_WAIT_EXTENSION);
@@ -350,7 +371,8 @@ rpc_wait(RpcClient *client, long timeout_ms)
 		}
 	}
 	/* a timer that expired while we handled sockets */
-	if (client->timer_ms == 0)
+	if (client->timer_deadline != 0 &&
+		client->timer_deadline <= GetCurrentTimestamp())
 		curl_multi_socket_action(client->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 	collect_finished(client);
 }
@@ -359,17 +381,31 @@ rpc_wait(RpcClient *client, long timeout_ms)
 void
 rpc_perform(RpcClient *client, RpcRequest **requests, int nrequests)
 {
-	int			running = 0;
+	/*
+	 * The requests may live on the caller's stack: if an error (an
+	 * interrupt) unwinds from here, they must leave the multi handle first.
+	 */
+	PG_TRY();
+	{
+		int			running = 0;
 
-	for (int i = 0; i < nrequests; i++)
-		rpc_start(client, requests[i]);
+		for (int i = 0; i < nrequests; i++)
+			rpc_start(client, requests[i]);
+		curl_multi_socket_action(client->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+		collect_finished(client);
 
-	curl_multi_socket_action(client->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	collect_finished(client);
-
-	for (int i = 0; i < nrequests; i++)
-		while (!requests[i]->done)
-			rpc_wait(client, 1000);
+		for (int i = 0; i < nrequests; i++)
+			while (!requests[i]->done)
+				rpc_wait(client, 1000);
+	}
+	PG_CATCH();
+	{
+		for (int i = 0; i < nrequests; i++)
+			if (!requests[i]->done && requests[i]->easy != NULL)
+				finish_request(client, requests[i], CURLE_ABORTED_BY_CALLBACK);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 }
 
 /*

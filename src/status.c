@@ -16,9 +16,41 @@
  */
 #include "postgres.h"
 
+#include "storage/ipc.h"
 #include "utils/timestamp.h"
 
 #include "ethindex.h"
+
+/*
+ * A starting worker's check that its slot still belongs to the chain and
+ * the generation it was launched for; a straggler from an earlier
+ * generation (its launcher died, or the chain was restarted before it got
+ * going) exits without touching the slot.
+ */
+ChainSlot *
+chain_slot_attach(int slotno, const char *bgw_extra)
+{
+	const ChainWorkerArgs *args = (const ChainWorkerArgs *) bgw_extra;
+	ChainSlot  *slot;
+	bool		ours;
+
+	if (ethindex_shared == NULL || slotno < 0 || slotno >= ethindex_shared->nslots)
+		elog(FATAL, "ethindex worker started without its shared state");
+	slot = &ethindex_shared->slots[slotno];
+
+	LWLockAcquire(ethindex_shared->lock, LW_SHARED);
+	ours = slot->in_use && slot->generation == args->generation &&
+		strncmp(slot->name, args->name, NAMEDATALEN) == 0;
+	LWLockRelease(ethindex_shared->lock);
+	if (!ours)
+	{
+		ereport(LOG,
+				(errmsg("ethindex worker for chain \"%s\" exits: its slot was reassigned",
+						args->name)));
+		proc_exit(0);
+	}
+	return slot;
+}
 
 void
 chain_set_state(ChainSlot *slot, ChainRunState state)

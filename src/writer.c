@@ -414,6 +414,19 @@ store_batch(WriterState *ws, DecodedBlock *blocks, int nblocks)
 	pgstat_report_activity(STATE_RUNNING, "storing blocks");
 
 	read_progress(ws, &progress);
+	/* SPI calls leave SPI's procedure context current: work in ours */
+	MemoryContextSwitchTo(batch_context);
+
+	/* every row must be of the chain the checkpoint belongs to */
+	for (int i = 0; i < nblocks; i++)
+		if (DatumGetInt64(blocks[i].tables[ETH_TABLE_BLOCKS].values[BLK_CHAIN_ID]) != progress.chain_id)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_EXCEPTION),
+					 errmsg("block " INT64_FORMAT " was decoded for chain id " INT64_FORMAT ", but chain \"%s\" has chain id " INT64_FORMAT,
+							blocks[i].number,
+							DatumGetInt64(blocks[i].tables[ETH_TABLE_BLOCKS].values[BLK_CHAIN_ID]),
+							ws->name, progress.chain_id),
+					 errhint("The chain was registered again while its workers ran; they restart.")));
 
 	/* blocks a previous writer already stored are skipped */
 	while (first < nblocks && blocks[first].number < progress.next_block)
@@ -519,16 +532,14 @@ ethindex_writer_main(Datum main_arg)
 	MemoryContext writer_context;
 
 	memset(&ws, 0, sizeof(ws));
-	strlcpy(ws.name, MyBgworkerEntry->bgw_extra, sizeof(ws.name));
+	strlcpy(ws.name, ((ChainWorkerArgs *) MyBgworkerEntry->bgw_extra)->name, sizeof(ws.name));
 	ws.partitions_through = -1;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	if (ethindex_shared == NULL || slotno < 0 || slotno >= ethindex_shared->nslots)
-		elog(FATAL, "ethindex writer started without its shared state");
-	ws.slot = &ethindex_shared->slots[slotno];
+	ws.slot = chain_slot_attach(slotno, MyBgworkerEntry->bgw_extra);
 	ws.ring = ethindex_queue_buffer(slotno);
 
 	SpinLockAcquire(&ws.slot->mutex);
