@@ -19,7 +19,6 @@ answers HTTP 500; retries back off instead of hammering a failing endpoint;
 a head that grows (null beyond the head is normal).
 
 Run:  runuser -u ethindex -- python3 test/integration/run.py -k faults
- or:  runuser -u ethindex -- python3 test/integration/test_faults.py [substring]
 """
 
 import os
@@ -434,28 +433,3 @@ def test_launcher_stayed_up():
              if 'background worker "ethindex launcher"' in l or "invalid memory alloc" in l
              or ("ERROR:" in l and "ethindex launcher" in l)]
     assert not lines, "the launcher failed after setup:\n%s" % "\n".join(lines[:6])
-
-
-def _main():
-    only = sys.argv[1:]
-    names = [n for n in globals() if n.startswith("test_")]
-    failed = 0
-    try:
-        setup_module()
-        for n in names:
-            if only and not any(o in n for o in only):
-                continue
-            t = time.monotonic()
-            try:
-                globals()[n]()
-                print("ok    %-50s %.1fs" % (n, time.monotonic() - t), flush=True)
-            except Exception as ex:     # report and continue
-                failed += 1
-                print("FAIL  %-50s %s: %s" % (n, type(ex).__name__, ex), flush=True)
-    finally:
-        teardown_module()
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main())

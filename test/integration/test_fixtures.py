@@ -10,7 +10,6 @@ all tests of this module: every fixture set is its own chain
 block, confirmations 0), registered and started together.
 
 Run:  runuser -u ethindex -- python3 test/integration/run.py -k fixtures
- or:  runuser -u ethindex -- python3 test/integration/test_fixtures.py
 """
 
 import os
@@ -394,29 +393,3 @@ def test_etl_1755634_streaming_blocks_transactions_logs():
     assert e.cluster.scalar("SELECT string_agg(number || ':' || transaction_count, ',' ORDER BY number) "
                             "FROM ethindex.blocks WHERE chain_id = %d" % chain_id) \
         == "1755634:0,1755635:2"
-
-
-def _main():
-    """Standalone run: every test_* in order, one environment."""
-    names = [n for n in sorted(globals()) if n.startswith("test_")]
-    only = sys.argv[1:]
-    failed = 0
-    try:
-        setup_module()
-        for n in names:
-            if only and not any(o in n for o in only):
-                continue
-            t = time.monotonic()
-            try:
-                globals()[n]()
-                print("ok    %-60s %.1fs" % (n, time.monotonic() - t), flush=True)
-            except Exception as ex:     # report and continue
-                failed += 1
-                print("FAIL  %-60s %s: %s" % (n, type(ex).__name__, ex), flush=True)
-    finally:
-        teardown_module()
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main())
