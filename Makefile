@@ -12,6 +12,7 @@ OBJS = \
 	src/blockrec.o \
 	src/decode.o \
 	src/decode_sql.o \
+	src/decode_speed.o \
 	src/queue.o \
 	src/rpc.o \
 	src/jsonrpc.o \

@@ -232,6 +232,36 @@ def prepare_anvil_chain(anvil, ntx, per_block):
     return int(rpc_call(anvil.url, "eth_blockNumber", []), 16)
 
 
+def decoder_speed(cluster, number, block, receipts, iterations):
+    """ethindex's decoder and jansson on the same bytes: MB/s and tx/s."""
+    bj = json.dumps(block, separators=(",", ":"))
+    rj = json.dumps(receipts, separators=(",", ":"))
+    path = os.path.join(cluster.basedir, "decode-input.json")
+    with open(path, "w") as f:
+        json.dump([bj, rj], f)
+    row = cluster.query(
+        "SELECT (s).* FROM (SELECT ethindex._decode_speed(%d, j->>0, j->>1, %d) AS s "
+        "FROM (SELECT pg_read_file('%s')::jsonb AS j) i) x" % (number, iterations, path))[0]
+    os.unlink(path)
+    row = {k: float(v) for k, v in row.items()}
+    nbytes = (len(bj) + len(rj)) * iterations
+    ntx = len(block["transactions"]) * iterations
+    return {
+        "bytes": len(bj) + len(rj), "transactions": len(block["transactions"]),
+        "decoder_mb_per_s": nbytes / row["decoder_seconds"] / 1e6,
+        "decoder_tx_per_s": ntx / row["decoder_seconds"],
+        "jansson_mb_per_s": nbytes / row["jansson_seconds"] / 1e6,
+        "jansson_tx_per_s": ntx / row["jansson_seconds"],
+    }
+
+
+def report_decoder(label, d):
+    log("   %-34s %7.0f KB: decoder %6.1f MB/s %7.0f tx/s | jansson DOM %6.1f MB/s %7.0f tx/s | %.1fx"
+        % (label, d["bytes"] / 1e3, d["decoder_mb_per_s"], d["decoder_tx_per_s"],
+           d["jansson_mb_per_s"], d["jansson_tx_per_s"],
+           d["decoder_mb_per_s"] / d["jansson_mb_per_s"]))
+
+
 def median(values):
     return statistics.median(values)
 
@@ -280,6 +310,18 @@ def main():
         }).init().start()
         cluster.createdb("ethindex_test")
         cluster.psql("CREATE EXTENSION ethindex")
+
+        log("== decoder speed (single core, same bytes; jansson parses without decoding)")
+        results["decoder"] = {}
+        sb = rpc_call(synth.url, "eth_getBlockByNumber", [hex(first), True])
+        sr = rpc_call(synth.url, "eth_getBlockReceipts", [hex(first)])
+        results["decoder"]["synthetic"] = d = decoder_speed(cluster, first, sb, sr, 50)
+        report_decoder("synthetic block %d" % first, d)
+        import fixtures
+        for name in ("mainnet-18000000", "mainnet-17000000"):
+            for number, (fb, fr) in sorted(fixtures.load_set(name).items()):
+                results["decoder"][name] = d = decoder_speed(cluster, number, fb, fr, 50)
+                report_decoder("mainnet block %d" % number, d)
 
         runs = []
         for run in range(args.runs):

@@ -249,6 +249,18 @@ AS 'MODULE_PATHNAME', 'ethindex_decode_block'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 /*
+ * _decode_speed: seconds taken by "iterations" decodes of a block and its
+ * receipts, and by as many jansson DOM parses of the same bytes (benchmark).
+ */
+CREATE FUNCTION _decode_speed(block_number bigint, block_json text, receipts_json text,
+							  iterations integer,
+							  OUT decoder_seconds double precision,
+							  OUT jansson_seconds double precision)
+RETURNS record
+AS 'MODULE_PATHNAME', 'ethindex_decode_speed'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+
+/*
  * add_chain: register a chain.  It starts stopped; start() begins indexing.
  */
 CREATE FUNCTION add_chain(name text,
