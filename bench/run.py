@@ -36,7 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "test", "lib"))
 
-from ethindex_test import Anvil, PgCluster, free_port, rpc_call  # noqa: E402
+from ethindex_test import Anvil, PgCluster, free_port, rpc_call, stop_process  # noqa: E402
 
 TABLES = ("blocks", "transactions", "logs", "withdrawals")
 BLOCK_COLUMN = {"blocks": "number"}
@@ -82,12 +82,7 @@ class Synthnode:
                 time.sleep(0.05)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc)
 
 
 def plain_fetch(url, first, last, batch, inflight):

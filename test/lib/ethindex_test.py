@@ -100,6 +100,17 @@ except ValueError:      # not in the main thread
     pass
 
 
+def stop_process(proc, timeout=10):
+    """SIGTERM a child process, SIGKILL it if it is still there after timeout."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def pg_bindir():
     """Directory of the PostgreSQL 15 server binaries."""
     d = os.environ.get("PG_BINDIR")
@@ -401,13 +412,7 @@ class Anvil:
         return r.stdout.strip()
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         if not self.log.closed:
             self.log.close()
         if self in _live:
