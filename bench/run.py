@@ -95,11 +95,11 @@ def plain_fetch(url, first, last, batch, inflight):
 
 
 def chain_pids(cluster, name):
-    rows = cluster.query("SELECT fetcher_pid, writer_pid FROM ethindex.chain_status "
+    rows = cluster.query("SELECT fetcher_pid, writer_pids FROM ethindex.chain_status "
                          "WHERE name = '%s'" % name)
     if not rows:
         return []
-    return [p for p in (rows[0]["fetcher_pid"], rows[0]["writer_pid"]) if p]
+    return [p for p in [rows[0]["fetcher_pid"]] + (rows[0]["writer_pids"] or []) if p]
 
 
 def ingest(cluster, name, url, chain_id, first, last, batch_size, sample_memory=True,

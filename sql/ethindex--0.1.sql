@@ -17,7 +17,7 @@ CREATE TABLE chains (
 	confirmations	integer NOT NULL DEFAULT 12 CHECK (confirmations >= 0),
 	poll_interval	interval NOT NULL DEFAULT '1 second' CHECK (poll_interval >= '10 milliseconds' AND poll_interval <= '1 hour'),
 	partition_size	bigint NOT NULL DEFAULT 100000 CHECK (partition_size >= 1000),
-	batch_size		integer NOT NULL DEFAULT 10 CHECK (batch_size BETWEEN 1 AND 1000),
+	batch_size		integer CHECK (batch_size BETWEEN 1 AND 1000),
 	enabled			boolean NOT NULL DEFAULT false,
 	next_block		bigint NOT NULL CHECK (next_block >= start_block),
 	last_hash		bytea CHECK (octet_length(last_hash) = 32),
@@ -26,6 +26,7 @@ CREATE TABLE chains (
 COMMENT ON TABLE chains IS 'Registered chains: configuration and the progress checkpoint (next_block, last_hash)';
 COMMENT ON COLUMN chains.next_block IS 'First block not yet stored; every block from start_block to next_block - 1 is committed';
 COMMENT ON COLUMN chains.last_hash IS 'Hash of block next_block - 1, NULL before the first block is stored';
+COMMENT ON COLUMN chains.batch_size IS 'Blocks per JSON-RPC request; NULL lets the fetcher adapt it to the size of the blocks';
 
 /*
  * Data tables.  Every table starts with chain_id and is range-partitioned on
@@ -61,8 +62,7 @@ CREATE TABLE blocks (
 	requests_hash			bytea,
 	uncles					bytea[] NOT NULL,
 	transaction_count		integer NOT NULL,
-	withdrawal_count		integer,
-	PRIMARY KEY (chain_id, number)
+	withdrawal_count		integer
 ) PARTITION BY RANGE (chain_id, number);
 
 CREATE TABLE transactions (
@@ -101,8 +101,7 @@ CREATE TABLE transactions (
 	logs_bloom				bytea NOT NULL,
 	blob_gas_used			bigint,
 	blob_gas_price			numeric(78,0),
-	log_count				integer NOT NULL,
-	PRIMARY KEY (chain_id, block_number, transaction_index)
+	log_count				integer NOT NULL
 ) PARTITION BY RANGE (chain_id, block_number);
 
 CREATE TABLE logs (
@@ -119,8 +118,7 @@ CREATE TABLE logs (
 	topic2					bytea,
 	topic3					bytea,
 	data					bytea NOT NULL,
-	removed					boolean NOT NULL,
-	PRIMARY KEY (chain_id, block_number, log_index)
+	removed					boolean NOT NULL
 ) PARTITION BY RANGE (chain_id, block_number);
 
 CREATE TABLE withdrawals (
@@ -129,34 +127,130 @@ CREATE TABLE withdrawals (
 	index					bigint NOT NULL,
 	validator_index			bigint NOT NULL,
 	address					bytea NOT NULL,
-	amount					numeric(78,0) NOT NULL,
-	PRIMARY KEY (chain_id, block_number, index)
+	amount					numeric(78,0) NOT NULL
 ) PARTITION BY RANGE (chain_id, block_number);
 
 COMMENT ON COLUMN withdrawals.amount IS 'Amount in Gwei, as the node returns it';
 COMMENT ON COLUMN transactions.root IS 'Pre-Byzantium receipt state root (status is NULL then)';
 
 /*
- * Hashes are looked up by equality only: hash indexes, which cost 12-20 %
- * less than B-trees on random 32-byte keys while loading (docs/benchmarks.md).
+ * Partitions and their indexes.
+ *
+ * The partitioned parents have no indexes: PostgreSQL would build every
+ * index of a parent on each new partition, and maintaining twelve indexes
+ * row by row is what limits loading speed (docs/benchmarks.md).  Instead
+ * each partition gets its primary key and secondary indexes from
+ * _index_partition():
+ *   - a partition that lies wholly in the backfill (its last block was
+ *     already final on the node when it was created) is loaded without
+ *     indexes, and indexed by the writer as soon as the checkpoint passes
+ *     its last block;
+ *   - any other partition (at or near the chain's head, or with
+ *     ethindex.defer_indexes off) is indexed when it is created.
+ * Rows of a partition being backfilled are visible at once, but queries on
+ * it scan it sequentially until it is complete.
  */
-CREATE INDEX blocks_hash_idx ON blocks USING hash (hash);
-CREATE INDEX transactions_hash_idx ON transactions USING hash (hash);
-CREATE INDEX transactions_from_idx ON transactions (from_address, block_number);
-CREATE INDEX transactions_to_idx ON transactions (to_address, block_number);
-CREATE INDEX logs_address_topic0_idx ON logs (address, topic0, block_number);
-CREATE INDEX logs_topic0_idx ON logs (topic0, block_number);
-CREATE INDEX logs_transaction_hash_idx ON logs USING hash (transaction_hash);
-CREATE INDEX withdrawals_address_idx ON withdrawals (address, block_number);
+CREATE TABLE partitions (
+	chain_id	bigint NOT NULL,
+	first_block	bigint NOT NULL,
+	last_block	bigint NOT NULL,
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	indexed_at	timestamptz,
+	PRIMARY KEY (chain_id, first_block),
+	CHECK (last_block >= first_block)
+);
+COMMENT ON TABLE partitions IS 'Block ranges of each chain, one partition of every data table each; indexed_at is NULL while the indexes of a backfill partition are deferred';
+
+/* Serializes partition DDL of one chain between its insert workers. */
+CREATE FUNCTION _lock_partitions(p_chain_id bigint)
+RETURNS void
+LANGUAGE sql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT pg_advisory_xact_lock(hashtextextended('ethindex partitions of chain ' || p_chain_id, 0))
+$$;
+
+/* Name of the partition of table "tbl" starting at block "first_block". */
+CREATE FUNCTION _partition_name(tbl text, p_chain_id bigint, first_block bigint)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT format('%s_%s_%s', tbl, p_chain_id, lpad(first_block::text, greatest(12, length(first_block::text)), '0'))
+$$;
+
+/*
+ * _index_partition: create the primary keys and indexes of the partitions
+ * of one chain starting at first_block, those that do not exist yet, and
+ * mark the range indexed.  Hashes are looked up by equality only: hash
+ * indexes, which cost 12-20 % less than B-trees on random 32-byte keys.
+ * Uses maintenance_work_mem and max_parallel_maintenance_workers.
+ */
+CREATE FUNCTION _index_partition(p_chain_id bigint, p_first_block bigint)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	def		text[];
+	pname	text;
+	created	integer := 0;
+BEGIN
+	PERFORM ethindex._lock_partitions(p_chain_id);
+	/* table, index name suffix, definition ("pkey" is the primary key) */
+	FOREACH def SLICE 1 IN ARRAY ARRAY[
+		['blocks', 'pkey', '(chain_id, number)'],
+		['blocks', 'hash_idx', 'USING hash (hash)'],
+		['transactions', 'pkey', '(chain_id, block_number, transaction_index)'],
+		['transactions', 'hash_idx', 'USING hash (hash)'],
+		['transactions', 'from_idx', '(from_address, block_number)'],
+		['transactions', 'to_idx', '(to_address, block_number)'],
+		['logs', 'pkey', '(chain_id, block_number, log_index)'],
+		['logs', 'address_topic0_idx', '(address, topic0, block_number)'],
+		['logs', 'topic0_idx', '(topic0, block_number)'],
+		['logs', 'transaction_hash_idx', 'USING hash (transaction_hash)'],
+		['withdrawals', 'pkey', '(chain_id, block_number, index)'],
+		['withdrawals', 'address_idx', '(address, block_number)']]
+	LOOP
+		pname := ethindex._partition_name(def[1], p_chain_id, p_first_block);
+		IF to_regclass(format('ethindex.%I', pname)) IS NULL THEN
+			RAISE EXCEPTION 'partition ethindex.% does not exist', pname
+				USING ERRCODE = 'undefined_table';
+		END IF;
+		IF to_regclass(format('ethindex.%I', pname || '_' || def[2])) IS NULL THEN
+			IF def[2] = 'pkey' THEN
+				/*
+				 * Built as a unique index (a SHARE lock: readers go on), then
+				 * made the primary key, which needs a brief ACCESS EXCLUSIVE.
+				 */
+				EXECUTE format('CREATE UNIQUE INDEX %I ON ethindex.%I %s',
+							   pname || '_pkey', pname, def[3]);
+				EXECUTE format('ALTER TABLE ethindex.%I ADD CONSTRAINT %I PRIMARY KEY USING INDEX %I',
+							   pname, pname || '_pkey', pname || '_pkey');
+			ELSE
+				EXECUTE format('CREATE INDEX %I ON ethindex.%I %s',
+							   pname || '_' || def[2], pname, def[3]);
+			END IF;
+			created := created + 1;
+		END IF;
+	END LOOP;
+	UPDATE ethindex.partitions SET indexed_at = now()
+	WHERE chain_id = p_chain_id AND first_block = p_first_block AND indexed_at IS NULL;
+	RETURN created;
+END;
+$$;
 
 /*
  * _ensure_partitions: create the partitions of all data tables that cover
- * blocks [from_block, to_block] of a chain.  Called by the writers ahead of
- * the rows they write; idempotent.  Partition names are
- * <table>_<chain_id>_<first block, zero-padded>.
+ * blocks [from_block, to_block] of a chain, and register them in
+ * ethindex.partitions.  Partitions whose last block is at or below
+ * defer_through are left without indexes (backfill); the others are indexed
+ * now.  Idempotent.  Partition names are <table>_<chain_id>_<first block,
+ * zero-padded>.
  */
 CREATE FUNCTION _ensure_partitions(p_chain_id bigint, p_partition_size bigint,
-								   p_from_block bigint, p_to_block bigint)
+								   p_from_block bigint, p_to_block bigint,
+								   p_defer_through bigint DEFAULT -1)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE STRICT
 SET search_path = pg_catalog, pg_temp
@@ -168,19 +262,55 @@ DECLARE
 	pname	text;
 	created	integer := 0;
 BEGIN
+	PERFORM ethindex._lock_partitions(p_chain_id);
 	WHILE lo <= p_to_block LOOP
 		hi := lo + p_partition_size;
 		FOREACH tbl IN ARRAY ARRAY['blocks', 'transactions', 'logs', 'withdrawals'] LOOP
-			pname := format('%s_%s_%s', tbl, p_chain_id, lpad(lo::text, greatest(12, length(lo::text)), '0'));
+			pname := ethindex._partition_name(tbl, p_chain_id, lo);
 			IF to_regclass(format('ethindex.%I', pname)) IS NULL THEN
 				EXECUTE format('CREATE TABLE ethindex.%I PARTITION OF ethindex.%I FOR VALUES FROM (%s, %s) TO (%s, %s)',
 							   pname, tbl, p_chain_id, lo, p_chain_id, hi);
 				created := created + 1;
 			END IF;
 		END LOOP;
+		INSERT INTO ethindex.partitions (chain_id, first_block, last_block)
+		VALUES (p_chain_id, lo, hi - 1)
+		ON CONFLICT (chain_id, first_block) DO NOTHING;
+		IF hi - 1 > p_defer_through THEN
+			PERFORM ethindex._index_partition(p_chain_id, lo);
+		END IF;
 		lo := hi;
 	END LOOP;
 	RETURN created;
+END;
+$$;
+
+/*
+ * _discard_above_checkpoint: delete the rows of blocks at or above the
+ * checkpoint.  Insert workers commit batches out of order; a batch committed
+ * ahead of chains.next_block whose predecessors were lost in a crash or a
+ * stop is removed by the fetcher before it starts again from the
+ * checkpoint.  Every batch stores its blocks rows together with the other
+ * tables' rows, so the blocks table tells whether anything is there.
+ */
+CREATE FUNCTION _discard_above_checkpoint(p_chain_id bigint, p_next_block bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	discarded	bigint;
+	tbl			text;
+BEGIN
+	DELETE FROM ethindex.blocks WHERE chain_id = p_chain_id AND number >= p_next_block;
+	GET DIAGNOSTICS discarded = ROW_COUNT;
+	IF discarded > 0 THEN
+		FOREACH tbl IN ARRAY ARRAY['transactions', 'logs', 'withdrawals'] LOOP
+			EXECUTE format('DELETE FROM ethindex.%I WHERE chain_id = $1 AND block_number >= $2', tbl)
+				USING p_chain_id, p_next_block;
+		END LOOP;
+	END IF;
+	RETURN discarded;
 END;
 $$;
 
@@ -207,6 +337,7 @@ BEGIN
 		EXECUTE format('DROP TABLE %s', part);
 		dropped := dropped + 1;
 	END LOOP;
+	DELETE FROM ethindex.partitions WHERE chain_id = p_chain_id;
 	RETURN dropped;
 END;
 $$;
@@ -232,10 +363,12 @@ CREATE FUNCTION _runtime_state(
 	OUT queued_blocks integer,
 	OUT queued_bytes bigint,
 	OUT fetcher_pid integer,
-	OUT writer_pid integer,
+	OUT writer_pids integer[],
 	OUT endpoint text,
 	OUT last_error text,
-	OUT last_error_at timestamptz)
+	OUT last_error_at timestamptz,
+	OUT request_blocks integer,
+	OUT request_window integer)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'ethindex_runtime_state'
 LANGUAGE C VOLATILE PARALLEL RESTRICTED;
@@ -274,7 +407,7 @@ CREATE FUNCTION add_chain(name text,
 						  confirmations integer DEFAULT 12,
 						  poll_interval interval DEFAULT '1 second',
 						  partition_size bigint DEFAULT 100000,
-						  batch_size integer DEFAULT 10)
+						  batch_size integer DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -314,8 +447,8 @@ BEGIN
 		RAISE EXCEPTION 'confirmations must be zero or positive, not %', coalesce(confirmations::text, 'NULL')
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	IF batch_size IS NULL OR batch_size NOT BETWEEN 1 AND 1000 THEN
-		RAISE EXCEPTION 'batch_size must be between 1 and 1000, not %', coalesce(batch_size::text, 'NULL')
+	IF batch_size NOT BETWEEN 1 AND 1000 THEN
+		RAISE EXCEPTION 'batch_size must be between 1 and 1000 or NULL (adaptive), not %', batch_size
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	IF partition_size IS NULL OR partition_size < 1000 THEN
@@ -425,7 +558,10 @@ CREATE FUNCTION status(
 	OUT queued_bytes bigint,
 	OUT endpoint text,
 	OUT fetcher_pid integer,
-	OUT writer_pid integer)
+	OUT writer_pids integer[],
+	OUT request_blocks integer,
+	OUT request_window integer,
+	OUT unindexed_partitions integer)
 RETURNS SETOF record
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -447,7 +583,11 @@ AS $$
 		   coalesce(r.queued_bytes, 0),
 		   r.endpoint,
 		   r.fetcher_pid,
-		   r.writer_pid
+		   r.writer_pids,
+		   r.request_blocks,
+		   r.request_window,
+		   (SELECT count(*)::integer FROM ethindex.partitions p
+			WHERE p.chain_id = c.chain_id AND p.indexed_at IS NULL)
 	FROM ethindex.chains c
 	LEFT JOIN ethindex._runtime_state() r ON r.name = c.name
 	ORDER BY c.name
@@ -490,6 +630,9 @@ REVOKE ALL ON FUNCTION add_chain(text, text[], bigint, bigint, integer, interval
 REVOKE ALL ON FUNCTION start(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION stop(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION remove_chain(text, boolean) FROM PUBLIC;
-REVOKE ALL ON FUNCTION _ensure_partitions(bigint, bigint, bigint, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _ensure_partitions(bigint, bigint, bigint, bigint, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _index_partition(bigint, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _discard_above_checkpoint(bigint, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _lock_partitions(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _drop_partitions(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wake_launcher_at_commit() FROM PUBLIC;

@@ -50,6 +50,8 @@ int			ethindex_rpc_timeout_ms = 30000;
 int			ethindex_max_requests_in_flight = 4;
 int			ethindex_writer_batch_blocks = 100;
 int			ethindex_retry_max_ms = 30000;
+int			ethindex_insert_workers = 2;
+bool		ethindex_defer_indexes = true;
 
 EthindexShared *ethindex_shared = NULL;
 
@@ -200,6 +202,24 @@ define_gucs(void)
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("ethindex.insert_workers",
+							gettext_noop("Insert workers (writers) started per chain."),
+							gettext_noop("Takes effect when a chain's workers are next started."),
+							&ethindex_insert_workers,
+							2, 1, ETHINDEX_MAX_INSERT_WORKERS,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("ethindex.defer_indexes",
+							 gettext_noop("Load backfill partitions without indexes and index each one when it is complete."),
+							 NULL,
+							 &ethindex_defer_indexes,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomIntVariable("ethindex.retry_max_delay",
 							gettext_noop("Longest wait between retries after a failed request or block."),

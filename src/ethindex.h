@@ -55,6 +55,8 @@
 #define ETHINDEX_LAUNCHER_NAPTIME_MS 1000	/* launcher polls chains this often */
 #define ETHINDEX_RESTART_MIN_MS		1000	/* first delay before restarting a failed chain */
 #define ETHINDEX_RESTART_MAX_MS		60000	/* cap of that delay */
+#define ETHINDEX_MAX_INSERT_WORKERS	8	/* max of ethindex.insert_workers */
+#define ETHINDEX_MAX_PENDING_RANGES	64	/* committed batches awaiting the checkpoint */
 
 /* GUC variables (ethindex.c) */
 extern char *ethindex_database;
@@ -64,6 +66,8 @@ extern int	ethindex_rpc_timeout_ms;
 extern int	ethindex_max_requests_in_flight;
 extern int	ethindex_writer_batch_blocks;
 extern int	ethindex_retry_max_ms;
+extern int	ethindex_insert_workers;
+extern bool ethindex_defer_indexes;
 
 /* Run state of a chain as seen by its workers */
 typedef enum ChainRunState
@@ -73,6 +77,19 @@ typedef enum ChainRunState
 	CHAIN_STATE_RUNNING,
 	CHAIN_STATE_ERROR			/* last attempt failed; retrying */
 } ChainRunState;
+
+/*
+ * A batch of blocks an insert worker committed ahead of the checkpoint
+ * (out of order): its rows are stored, chains.next_block does not cover it
+ * yet.  See writer.c for the protocol.
+ */
+typedef struct PendingRange
+{
+	int64		first;
+	int64		last;
+	uint8		first_parent_hash[32];
+	uint8		last_hash[32];
+} PendingRange;
 
 typedef struct ChainSlot
 {
@@ -86,7 +103,10 @@ typedef struct ChainSlot
 	int64		node_head;		/* latest head reported by the node, -1 unknown */
 	int64		stored_through; /* last block committed by the writer, -1 none */
 	pid_t		fetcher_pid;
-	pid_t		writer_pid;
+	pid_t		writer_pids[ETHINDEX_MAX_INSERT_WORKERS];
+	int			nwriters;		/* insert workers of this generation */
+	int			request_blocks; /* blocks per request, as the fetcher adapts it */
+	int			window_limit;	/* requests in flight the fetcher allows itself */
 	char		endpoint[256];	/* endpoint in use */
 	char		last_error[ETHINDEX_ERROR_LEN];
 	TimestampTz last_error_at;
@@ -96,7 +116,12 @@ typedef struct ChainSlot
 	int32		rate_blocks[ETHINDEX_RATE_WINDOW];
 	int32		rate_transactions[ETHINDEX_RATE_WINDOW];
 
-	BlockQueue	queue;			/* decoded blocks from fetcher to writer */
+	/* commit coordination of the insert workers (writer.c) */
+	int64		checkpoint_next;	/* chains.next_block as last committed, -1 unknown */
+	int			npending;
+	PendingRange pending[ETHINDEX_MAX_PENDING_RANGES];
+
+	BlockQueue	queue;			/* decoded blocks from fetcher to writers */
 } ChainSlot;
 
 typedef struct EthindexShared
@@ -115,6 +140,7 @@ typedef struct ChainWorkerArgs
 {
 	char		name[NAMEDATALEN];
 	uint32		generation;		/* the slot's generation they belong to */
+	int			writer_index;	/* insert workers: 0 .. nwriters - 1 */
 } ChainWorkerArgs;
 
 StaticAssertDecl(sizeof(ChainWorkerArgs) <= BGW_EXTRALEN,
@@ -131,7 +157,7 @@ extern ChainSlot *chain_slot_attach(int slotno, const char *bgw_extra);
 extern void chain_set_state(ChainSlot *slot, ChainRunState state);
 extern void chain_report_error(ChainSlot *slot, const char *message);
 extern void chain_report_error_data(ChainSlot *slot, ErrorData *edata);
-extern void chain_record_commit(ChainSlot *slot, int64 through, int blocks, int transactions);
+extern void chain_record_commit(ChainSlot *slot, int blocks, int transactions);
 
 /* launcher.c, fetcher.c, writer.c: background worker entry points */
 extern PGDLLEXPORT void ethindex_launcher_main(Datum main_arg);

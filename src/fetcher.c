@@ -169,6 +169,8 @@ load_configuration(FetcherState *st)
 	st->confirmations = DatumGetInt32(SPI_getbinval(tuple, tupdesc, 3, &isnull));
 	st->poll_interval_ms = (long) DatumGetInt64(SPI_getbinval(tuple, tupdesc, 4, &isnull));
 	st->batch_size = DatumGetInt32(SPI_getbinval(tuple, tupdesc, 5, &isnull));
+	if (isnull)
+		st->batch_size = 0;		/* adaptive */
 	urls = SPI_getbinval(tuple, tupdesc, 6, &isnull);
 	st->next_block = DatumGetInt64(SPI_getbinval(tuple, tupdesc, 7, &isnull));
 	{
@@ -201,6 +203,50 @@ load_configuration(FetcherState *st)
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * Insert workers commit batches out of order; rows of blocks at or above the
+ * checkpoint are what a stopped or crashed run committed ahead of a batch
+ * it lost.  Delete them before fetching from the checkpoint again.  Runs
+ * before anything is queued, so no insert worker of this run has written.
+ */
+static void
+discard_above_checkpoint(FetcherState *st)
+{
+	Oid			argtypes[2] = {INT8OID, INT8OID};
+	Datum		args[2];
+	bool		isnull;
+	int64		discarded = 0;
+	MemoryContext outer = CurrentMemoryContext;
+
+	if (st->chain_id == 0)
+		return;					/* nothing was ever stored */
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "discarding blocks above the checkpoint");
+	args[0] = Int64GetDatum(st->chain_id);
+	args[1] = Int64GetDatum(st->next_block);
+	if (SPI_execute_with_args("SELECT ethindex._discard_above_checkpoint($1, $2)",
+							  2, argtypes, args, NULL, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "could not discard uncheckpointed blocks of chain \"%s\"", st->name);
+	discarded = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(outer);
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	if (discarded > 0)
+		ereport(LOG,
+				(errmsg("ethindex chain \"%s\": discarded " INT64_FORMAT " blocks stored above the checkpoint at block " INT64_FORMAT,
+						st->name, discarded, st->next_block),
+				 errdetail("An earlier run committed them out of order and stopped before the blocks below them were stored; they are fetched again.")));
 }
 
 /* Record the chain id reported by the node for a chain registered without one. */
@@ -629,7 +675,8 @@ fetcher_step(FetcherState *st)
 		while (st->window_count < max_inflight && st->next_to_request <= target &&
 			   (st->window_count == 0 || queued_bytes < st->slot->queue.capacity / 2))
 			start_window_request(st, st->next_to_request,
-								 (int) Min(st->batch_size, target - st->next_to_request + 1));
+								 (int) Min(st->batch_size > 0 ? st->batch_size : 10,
+										   target - st->next_to_request + 1));
 	}
 
 	if (!st->window[st->window_first].request.done)
@@ -679,6 +726,7 @@ ethindex_fetcher_main(Datum main_arg)
 
 	load_configuration(&st);
 	MemoryContextSwitchTo(fetcher_context);
+	discard_above_checkpoint(&st);
 	if (st.nendpoints == 0)
 		ereport(FATAL,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * launcher.c
- *	  The launcher background worker: keeps a fetcher and a writer running
- *	  for every started chain, and none for the others.
+ *	  The launcher background worker: keeps a fetcher and its insert workers
+ *	  (writers) running for every started chain, and none for the others.
  *
  *	  Registered statically in _PG_init, it connects to ethindex.database
  *	  and, every second or when woken by start()/stop() at commit, compares
@@ -11,9 +11,9 @@
  *	      launched as dynamic background workers (bgw_notify_pid is the
  *	      launcher, so their start and exit set its latch);
  *	    - a stopped or removed chain's workers are terminated, and its slot
- *	      is freed once both have exited;
- *	    - when one worker of a chain exits on its own (an error), the other
- *	      is terminated too and both are started again after a delay that
+ *	      is freed once all have exited;
+ *	    - when one worker of a chain exits on its own (an error), the others
+ *	      are terminated too and all are started again after a delay that
  *	      doubles with each failure, up to ETHINDEX_RESTART_MAX_MS.
  *	  Worker handles are kept in the launcher's memory only.  A launcher
  *	  that starts while slots are in use (it was restarted on its own) has
@@ -51,7 +51,8 @@
 typedef struct LauncherSlot
 {
 	BackgroundWorkerHandle *fetcher;
-	BackgroundWorkerHandle *writer;
+	BackgroundWorkerHandle *writers[ETHINDEX_MAX_INSERT_WORKERS];
+	int			nwriters;
 	bool		stopping;		/* workers terminated, waiting for exit */
 	TimestampTz restart_at;		/* 0: start as soon as possible */
 	long		restart_delay_ms;
@@ -131,7 +132,8 @@ read_chains(void)
 }
 
 static BackgroundWorkerHandle *
-launch_worker(int slotno, const char *chain, const char *role, const char *function)
+launch_worker(int slotno, const char *chain, const char *role, const char *function,
+			  int writer_index)
 {
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
@@ -142,7 +144,10 @@ launch_worker(int slotno, const char *chain, const char *role, const char *funct
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "ethindex");
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "%s", function);
-	snprintf(worker.bgw_name, BGW_MAXLEN, "ethindex %s %s", role, chain);
+	if (writer_index >= 0)
+		snprintf(worker.bgw_name, BGW_MAXLEN, "ethindex %s %d %s", role, writer_index, chain);
+	else
+		snprintf(worker.bgw_name, BGW_MAXLEN, "ethindex %s %s", role, chain);
 	snprintf(worker.bgw_type, BGW_MAXLEN, "ethindex %s", role);
 	worker.bgw_main_arg = Int32GetDatum(slotno);
 	worker.bgw_notify_pid = MyProcPid;
@@ -152,6 +157,7 @@ launch_worker(int slotno, const char *chain, const char *role, const char *funct
 		memset(&args, 0, sizeof(args));
 		strlcpy(args.name, chain, sizeof(args.name));
 		args.generation = ethindex_shared->slots[slotno].generation;
+		args.writer_index = writer_index;
 		memcpy(worker.bgw_extra, &args, sizeof(args));
 	}
 
@@ -167,8 +173,9 @@ terminate_workers(int slotno)
 
 	if (ls->fetcher)
 		TerminateBackgroundWorker(ls->fetcher);
-	if (ls->writer)
-		TerminateBackgroundWorker(ls->writer);
+	for (int w = 0; w < ls->nwriters; w++)
+		if (ls->writers[w])
+			TerminateBackgroundWorker(ls->writers[w]);
 	ls->stopping = true;
 }
 
@@ -179,20 +186,28 @@ forget_workers(int slotno)
 
 	if (ls->fetcher)
 		pfree(ls->fetcher);
-	if (ls->writer)
-		pfree(ls->writer);
 	ls->fetcher = NULL;
-	ls->writer = NULL;
+	for (int w = 0; w < ls->nwriters; w++)
+	{
+		if (ls->writers[w])
+			pfree(ls->writers[w]);
+		ls->writers[w] = NULL;
+	}
+	ls->nwriters = 0;
 	ls->stopping = false;
 }
 
-/* Launch both workers of a slot whose workers are all gone. */
+/*
+ * Launch the workers of a slot whose workers are all gone: the insert
+ * workers (ethindex.insert_workers, read now) and the fetcher.
+ */
 static void
 start_workers(int slotno)
 {
 	ChainSlot  *slot = &ethindex_shared->slots[slotno];
 	LauncherSlot *ls = &launcher_slots[slotno];
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	bool		ok;
 
 	queue_reset(&slot->queue);
 	LWLockAcquire(ethindex_shared->lock, LW_EXCLUSIVE);
@@ -201,21 +216,35 @@ start_workers(int slotno)
 	SpinLockAcquire(&slot->mutex);
 	slot->state = CHAIN_STATE_STARTING;
 	ls->stored_at_start = slot->stored_through;
+	slot->nwriters = ethindex_insert_workers;
+	slot->checkpoint_next = -1;
+	slot->npending = 0;
+	slot->request_blocks = 0;
+	slot->window_limit = 0;
 	SpinLockRelease(&slot->mutex);
 
-	ls->writer = launch_worker(slotno, slot->name, "writer", "ethindex_writer_main");
-	if (ls->writer != NULL)
-		ls->fetcher = launch_worker(slotno, slot->name, "fetcher", "ethindex_fetcher_main");
+	ok = true;
+	for (int w = 0; w < ethindex_insert_workers && ok; w++)
+	{
+		ls->writers[w] = launch_worker(slotno, slot->name, "writer", "ethindex_writer_main", w);
+		ls->nwriters = w + 1;
+		ok = ls->writers[w] != NULL;
+	}
+	if (ok)
+	{
+		ls->fetcher = launch_worker(slotno, slot->name, "fetcher", "ethindex_fetcher_main", -1);
+		ok = ls->fetcher != NULL;
+	}
 	MemoryContextSwitchTo(old);
 
-	if (ls->writer == NULL || ls->fetcher == NULL)
+	if (!ok)
 	{
 		if (!ls->warned_no_worker_slot)
 			ereport(WARNING,
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 					 errmsg("could not start the workers of ethindex chain \"%s\": no free background worker slot",
 							slot->name),
-					 errhint("Increase max_worker_processes; each started chain needs two.")));
+					 errhint("Increase max_worker_processes; each started chain needs ethindex.insert_workers + 1.")));
 		ls->warned_no_worker_slot = true;
 		chain_report_error(slot, "no free background worker slot (increase max_worker_processes)");
 		terminate_workers(slotno);
@@ -296,8 +325,9 @@ reconcile(void)
 		ChainSlot  *slot = &ethindex_shared->slots[i];
 		LauncherSlot *ls = &launcher_slots[i];
 		bool		wanted = false;
-		bool		fetcher_alive;
-		bool		writer_alive;
+		bool		all_alive;
+		bool		any_alive;
+		bool		any_handle;
 
 		if (!slot->in_use)
 			continue;
@@ -309,12 +339,21 @@ reconcile(void)
 				wanted = true;
 		}
 
-		fetcher_alive = worker_alive(ls->fetcher);
-		writer_alive = worker_alive(ls->writer);
+		all_alive = any_alive = worker_alive(ls->fetcher);
+		any_handle = ls->fetcher != NULL;
+		for (int w = 0; w < ls->nwriters; w++)
+		{
+			bool		alive = worker_alive(ls->writers[w]);
+
+			all_alive &= alive;
+			any_alive |= alive;
+			any_handle |= ls->writers[w] != NULL;
+		}
+		all_alive &= ls->nwriters > 0;
 
 		if (!wanted)
 		{
-			if (fetcher_alive || writer_alive)
+			if (any_alive)
 			{
 				if (!ls->stopping)
 					ereport(LOG, (errmsg("ethindex: stopping chain \"%s\"", slot->name)));
@@ -325,7 +364,7 @@ reconcile(void)
 			continue;
 		}
 
-		if (fetcher_alive && writer_alive && !ls->stopping)
+		if (all_alive && !ls->stopping)
 		{
 			/* healthy again once the writer committed since the start */
 			if (slot->stored_through > ls->stored_at_start)
@@ -333,9 +372,9 @@ reconcile(void)
 			continue;
 		}
 
-		if (fetcher_alive || writer_alive)
+		if (any_alive)
 		{
-			/* one of them failed: stop the other, restart both later */
+			/* one of them failed: stop the others, restart all later */
 			if (!ls->stopping)
 			{
 				ls->restart_delay_ms = ls->restart_delay_ms == 0 ? ETHINDEX_RESTART_MIN_MS :
@@ -352,8 +391,8 @@ reconcile(void)
 			continue;
 		}
 
-		/* both gone (or never started) */
-		if (ls->fetcher != NULL || ls->writer != NULL)
+		/* all gone (or never started) */
+		if (any_handle)
 		{
 			if (!ls->stopping && ls->restart_at == 0)
 			{
@@ -410,19 +449,21 @@ repair_slots(void)
 			continue;
 		for (;;)
 		{
-			pid_t		fetcher_pid;
-			pid_t		writer_pid;
+			pid_t		pids[ETHINDEX_MAX_INSERT_WORKERS + 1];
+			bool		any = false;
 
 			SpinLockAcquire(&slot->mutex);
-			fetcher_pid = slot->fetcher_pid;
-			writer_pid = slot->writer_pid;
+			pids[0] = slot->fetcher_pid;
+			memcpy(&pids[1], slot->writer_pids, sizeof(slot->writer_pids));
 			SpinLockRelease(&slot->mutex);
-			if (fetcher_pid == 0 && writer_pid == 0)
+			for (int p = 0; p < lengthof(pids); p++)
+				if (pids[p] != 0)
+				{
+					kill(pids[p], SIGTERM);
+					any = true;
+				}
+			if (!any)
 				break;
-			if (fetcher_pid != 0)
-				kill(fetcher_pid, SIGTERM);
-			if (writer_pid != 0)
-				kill(writer_pid, SIGTERM);
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 100, PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);

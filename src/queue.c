@@ -152,57 +152,82 @@ queue_commit(BlockQueue *queue, char *ring, Size len)
 }
 
 /*
- * Take the next record, copying its payload into memory palloc'd in
- * CurrentMemoryContext (MAXALIGN'd).  Waits up to timeout_ms for one;
- * returns NULL if none arrived by then.
+ * Copy the record at the head out of the ring and remove it.  Called with
+ * the lock held and a record present; releases the lock before raising an
+ * error.
  */
-char *
-queue_take(BlockQueue *queue, char *ring, Size *len, long timeout_ms)
+static char *
+take_record_locked(BlockQueue *queue, char *ring, Size *len)
 {
-	char	   *copy = NULL;
+	uint64		header = *(uint64 *) (ring + queue->head % queue->capacity);
+	Size		payload_len;
+	char	   *copy;
+
+	if (header == QUEUE_WRAP_MARKER)
+	{
+		Size		skip = queue->capacity - queue->head % queue->capacity;
+
+		queue->head += skip;
+		queue->nbytes -= skip;
+		header = *(uint64 *) (ring + queue->head % queue->capacity);
+	}
+	payload_len = (Size) header;
+	if (payload_len > queue_max_record(queue))
+	{
+		LWLockRelease(&queue->lock);
+		elog(ERROR, "corrupt queue record header: %zu bytes", payload_len);
+	}
+
+	/* palloc cannot fail softly; keep the lock only for the copy */
+	copy = MemoryContextAllocExtended(CurrentMemoryContext,
+									  Max(payload_len, 1),
+									  MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
+	if (copy == NULL)
+	{
+		LWLockRelease(&queue->lock);
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory taking a block of %zu bytes from the queue",
+						payload_len)));
+	}
+	memcpy(copy, ring + queue->head % queue->capacity + QUEUE_HEADER_SIZE,
+		   payload_len);
+	queue->head += record_size(payload_len);
+	queue->nbytes -= record_size(payload_len);
+	queue->nrecords--;
+	*len = payload_len;
+	return copy;
+}
+
+/*
+ * Take up to max_records consecutive records, stopping early once max_bytes
+ * of payload are taken, copying each payload into memory palloc'd in
+ * CurrentMemoryContext (MAXALIGN'd).  The records are taken in one hold of
+ * the lock, so with several consumers each gets a run of consecutive
+ * records.  Waits up to timeout_ms for the first; returns the number taken,
+ * 0 if none arrived by then.
+ */
+int
+queue_take_batch(BlockQueue *queue, char *ring, int max_records, Size max_bytes,
+				 char **records, Size *lens, long timeout_ms)
+{
+	int			ntaken = 0;
 	bool		prepared = false;
 
+	Assert(max_records > 0);
 	for (;;)
 	{
 		LWLockAcquire(&queue->lock, LW_EXCLUSIVE);
 		if (queue->nrecords > 0)
 		{
-			uint64		header = *(uint64 *) (ring + queue->head % queue->capacity);
-			Size		payload_len;
+			Size		bytes = 0;
 
-			if (header == QUEUE_WRAP_MARKER)
+			while (ntaken < max_records && queue->nrecords > 0 && bytes < max_bytes)
 			{
-				Size		skip = queue->capacity - queue->head % queue->capacity;
-
-				queue->head += skip;
-				queue->nbytes -= skip;
-				header = *(uint64 *) (ring + queue->head % queue->capacity);
+				records[ntaken] = take_record_locked(queue, ring, &lens[ntaken]);
+				bytes += lens[ntaken];
+				ntaken++;
 			}
-			payload_len = (Size) header;
-			if (payload_len > queue_max_record(queue))
-			{
-				LWLockRelease(&queue->lock);
-				elog(ERROR, "corrupt queue record header: %zu bytes", payload_len);
-			}
-
-			/* palloc cannot fail softly; keep the lock only for the copy */
-			copy = MemoryContextAllocExtended(CurrentMemoryContext,
-											  Max(payload_len, 1),
-											  MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
-			if (copy == NULL)
-			{
-				LWLockRelease(&queue->lock);
-				ereport(ERROR,
-						(errcode(ERRCODE_OUT_OF_MEMORY),
-						 errmsg("out of memory taking a block of %zu bytes from the queue",
-								payload_len)));
-			}
-			memcpy(copy, ring + queue->head % queue->capacity + QUEUE_HEADER_SIZE,
-				   payload_len);
-			queue->head += record_size(payload_len);
-			queue->nbytes -= record_size(payload_len);
-			queue->nrecords--;
-			*len = payload_len;
 			LWLockRelease(&queue->lock);
 			break;
 		}
@@ -225,9 +250,9 @@ queue_take(BlockQueue *queue, char *ring, Size *len, long timeout_ms)
 	}
 	if (prepared)
 		ConditionVariableCancelSleep();
-	if (copy != NULL)
+	if (ntaken > 0)
 		ConditionVariableBroadcast(&queue->not_full);
-	return copy;
+	return ntaken;
 }
 
 /* Give up a reservation (the producer failed while writing the record). */

@@ -45,7 +45,8 @@ extern Size queue_max_record(BlockQueue *queue);
 extern char *queue_reserve(BlockQueue *queue, char *ring, Size len);
 extern void queue_commit(BlockQueue *queue, char *ring, Size len);
 extern void queue_cancel_reservation(BlockQueue *queue);
-extern char *queue_take(BlockQueue *queue, char *ring, Size *len, long timeout_ms);
+extern int	queue_take_batch(BlockQueue *queue, char *ring, int max_records, Size max_bytes,
+							 char **records, Size *lens, long timeout_ms);
 extern void queue_stats(BlockQueue *queue, int32 *records, Size *bytes);
 
 #endif							/* ETHINDEX_QUEUE_H */

@@ -13,9 +13,11 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
@@ -59,7 +61,7 @@ state_name(ChainRunState state)
 	return "unknown";
 }
 
-#define RUNTIME_STATE_COLS 13
+#define RUNTIME_STATE_COLS 15
 
 /*
  * One row per chain slot in use: the workers' view of the chain.  Values
@@ -96,7 +98,9 @@ ethindex_runtime_state(PG_FUNCTION_ARGS)
 		copy.node_head = slot->node_head;
 		copy.stored_through = slot->stored_through;
 		copy.fetcher_pid = slot->fetcher_pid;
-		copy.writer_pid = slot->writer_pid;
+		memcpy(copy.writer_pids, slot->writer_pids, sizeof(copy.writer_pids));
+		copy.request_blocks = slot->request_blocks;
+		copy.window_limit = slot->window_limit;
 		memcpy(copy.endpoint, slot->endpoint, sizeof(copy.endpoint));
 		memcpy(copy.last_error, slot->last_error, sizeof(copy.last_error));
 		copy.last_error_at = slot->last_error_at;
@@ -133,14 +137,27 @@ ethindex_runtime_state(PG_FUNCTION_ARGS)
 		values[7] = Int64GetDatum((int64) queued_bytes);
 		values[8] = Int32GetDatum(copy.fetcher_pid);
 		nulls[8] = copy.fetcher_pid == 0;
-		values[9] = Int32GetDatum(copy.writer_pid);
-		nulls[9] = copy.writer_pid == 0;
+		{
+			Datum		pids[ETHINDEX_MAX_INSERT_WORKERS];
+			int			npids = 0;
+
+			for (int w = 0; w < ETHINDEX_MAX_INSERT_WORKERS; w++)
+				if (copy.writer_pids[w] != 0)
+					pids[npids++] = Int32GetDatum(copy.writer_pids[w]);
+			values[9] = PointerGetDatum(construct_array(pids, npids, INT4OID,
+														 sizeof(int32), true,
+														 TYPALIGN_INT));
+		}
 		values[10] = CStringGetTextDatum(copy.endpoint);
 		nulls[10] = copy.endpoint[0] == '\0';
 		values[11] = CStringGetTextDatum(copy.last_error);
 		nulls[11] = copy.last_error[0] == '\0';
 		values[12] = TimestampTzGetDatum(copy.last_error_at);
 		nulls[12] = copy.last_error_at == 0;
+		values[13] = Int32GetDatum(copy.request_blocks);
+		nulls[13] = copy.request_blocks <= 0;
+		values[14] = Int32GetDatum(copy.window_limit);
+		nulls[14] = copy.window_limit <= 0;
 
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

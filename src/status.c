@@ -88,9 +88,9 @@ chain_report_error_data(ChainSlot *slot, ErrorData *edata)
 	chain_report_error(slot, buf);
 }
 
-/* The writer committed blocks up to "through": count them for the rates. */
+/* An insert worker committed blocks: count them for the rates. */
 void
-chain_record_commit(ChainSlot *slot, int64 through, int blocks, int transactions)
+chain_record_commit(ChainSlot *slot, int blocks, int transactions)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	int64		second = now / USECS_PER_SEC;
@@ -105,6 +105,5 @@ chain_record_commit(ChainSlot *slot, int64 through, int blocks, int transactions
 	}
 	slot->rate_blocks[bucket] += blocks;
 	slot->rate_transactions[bucket] += transactions;
-	slot->stored_through = through;
 	SpinLockRelease(&slot->mutex);
 }

@@ -1,23 +1,42 @@
 /*-------------------------------------------------------------------------
  *
  * writer.c
- *	  The per-chain writer background worker: takes decoded blocks from the
- *	  chain's queue and stores a batch of them, with the chain's progress
- *	  checkpoint, in one transaction.
+ *	  The per-chain insert workers ("writers"): each takes a run of
+ *	  consecutive decoded blocks from the chain's queue and stores them in
+ *	  one transaction; ethindex.insert_workers of them run side by side.
  *
  *	  Rows go in with heap multi-insert, the path COPY FROM uses: per
  *	  partition a buffer of slots and a BulkInsertState, flushed with
- *	  table_multi_insert(), then index entries for the flushed tuples.  The
- *	  writer knows which partition each row belongs to (partitions are named
- *	  after their first block, see _ensure_partitions()), so no tuple
- *	  routing is needed.  Partitions are created in a transaction of their
- *	  own, one partition ahead of the rows.
+ *	  table_multi_insert(), then index entries for the flushed tuples (if
+ *	  the partition has indexes yet).  The writer knows which partition each
+ *	  row belongs to (partitions are named after their first block, see
+ *	  _ensure_partitions()), so no tuple routing is needed.  Partitions are
+ *	  created in a transaction of their own, one partition ahead of the rows.
  *
- *	  Correctness rests on the progress row: the batch must start at
- *	  chains.next_block and the first block's parent hash must equal
- *	  chains.last_hash; both are read FOR UPDATE in the same transaction
- *	  that inserts the rows and moves the checkpoint.  A crash at any point
- *	  leaves either all of a batch or none of it.
+ *	  The checkpoint (chains.next_block, last_hash) stays contiguous while
+ *	  batches commit out of order:
+ *	    - a batch that starts at the checkpoint moves it, in the same
+ *	      transaction as its rows, past itself and past every batch already
+ *	      committed right after it (the "pending ranges" of the chain's
+ *	      slot), checking parent hashes at each junction;
+ *	    - a batch that starts above the checkpoint commits its rows only and
+ *	      is then announced as a pending range;
+ *	    - both the announcement and the move of the checkpoint are followed,
+ *	      under the slot's spinlock, by a check whether a pending range now
+ *	      starts at the checkpoint; whoever sees one moves the checkpoint in
+ *	      a small transaction of its own.  Of two writers racing, at least
+ *	      the later one sees the other's change, so no range is forgotten.
+ *	  The progress row is locked FOR UPDATE only at the end of a batch, so
+ *	  the writers insert in parallel and serialize just for the checkpoint.
+ *	  A range is announced only after its transaction committed, so the
+ *	  checkpoint never covers uncommitted rows.  Rows committed above the
+ *	  checkpoint by a run that then stopped are deleted by the next run's
+ *	  fetcher before it fetches them again (_discard_above_checkpoint()).
+ *
+ *	  When the checkpoint passes the end of a partition loaded without
+ *	  indexes (ethindex.defer_indexes), the writer that moved it builds the
+ *	  partition's indexes, one transaction per partition, while the other
+ *	  writers go on.
  *
  *	  Any error ends the worker (after publishing the error in the chain's
  *	  status); the launcher restarts the chain, and the fetcher starts again
@@ -62,6 +81,8 @@
 #define WRITER_BUFFERED_TUPLES	1000
 /* Bytes of queue records a writer takes into one transaction at most */
 #define WRITER_BATCH_BYTES		((Size) 256 * 1024 * 1024)
+/* An idle first insert worker indexes the partial partition after this */
+#define WRITER_IDLE_INDEX_MS	10000
 
 /* A partition being written in the current transaction */
 typedef struct InsertTarget
@@ -81,21 +102,26 @@ typedef struct WriterState
 	ChainSlot  *slot;
 	char	   *ring;
 	char		name[NAMEDATALEN];
+	int			index;			/* insert worker number, 0 .. nwriters - 1 */
 	Oid			namespace_oid;
 	bool		notnull[ETH_NUM_TABLES][64];
+	/* the chain's immutable configuration, read with the first batch */
+	bool		have_config;
+	int64		chain_id;
+	int64		partition_size;
+	int			confirmations;
 	int64		partitions_through;	/* partitions exist up to this block */
 	MemoryContext batch_context;
 } WriterState;
 
-/* Progress row of the chain, read FOR UPDATE */
-typedef struct Progress
+/* The checkpoint: chains.next_block and last_hash */
+typedef struct Checkpoint
 {
 	int64		chain_id;
 	int64		next_block;
 	bool		have_hash;
 	uint8		last_hash[32];
-	int64		partition_size;
-} Progress;
+} Checkpoint;
 
 /*
  * Check that the catalog's tables have the column layout the decoder
@@ -146,8 +172,33 @@ verify_schema(WriterState *ws)
 	CommitTransactionCommand();
 }
 
+/* Run "work" in a transaction of its own, with SPI and a snapshot. */
 static void
-read_progress(WriterState *ws, Progress *progress)
+run_in_transaction(WriterState *ws, const char *activity,
+				   void (*work) (WriterState *ws, void *arg), void *arg)
+{
+	MemoryContext outer = CurrentMemoryContext;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+	MemoryContextSwitchTo(outer);
+	work(ws, arg);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(outer);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * Read the checkpoint, FOR UPDATE if "lock": the lock serializes the moves
+ * of the checkpoint between the insert workers.
+ */
+static void
+read_checkpoint(WriterState *ws, Checkpoint *cp, bool lock)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
@@ -155,37 +206,47 @@ read_progress(WriterState *ws, Progress *progress)
 	HeapTuple	tuple;
 	TupleDesc	tupdesc;
 	Datum		hash;
+	MemoryContext outer = CurrentMemoryContext;
 
 	args[0] = CStringGetTextDatum(ws->name);
-	if (SPI_execute_with_args("SELECT chain_id, next_block, last_hash, partition_size "
-							  "FROM ethindex.chains WHERE name = $1 FOR UPDATE",
-							  1, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read progress of chain \"%s\"", ws->name);
+	if (SPI_execute_with_args(lock ?
+							  "SELECT chain_id, next_block, last_hash "
+							  "FROM ethindex.chains WHERE name = $1 FOR UPDATE" :
+							  "SELECT chain_id, next_block, last_hash "
+							  "FROM ethindex.chains WHERE name = $1",
+							  1, argtypes, args, NULL, !lock, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the checkpoint of chain \"%s\"", ws->name);
+	MemoryContextSwitchTo(outer);
 	if (SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("chain \"%s\" does not exist", ws->name)));
 	tuple = SPI_tuptable->vals[0];
 	tupdesc = SPI_tuptable->tupdesc;
-	progress->chain_id = DatumGetInt64(SPI_getbinval(tuple, tupdesc, 1, &isnull));
+	cp->chain_id = DatumGetInt64(SPI_getbinval(tuple, tupdesc, 1, &isnull));
 	if (isnull)
 		elog(ERROR, "chain \"%s\" has no chain id yet", ws->name);
-	progress->next_block = DatumGetInt64(SPI_getbinval(tuple, tupdesc, 2, &isnull));
+	cp->next_block = DatumGetInt64(SPI_getbinval(tuple, tupdesc, 2, &isnull));
 	hash = SPI_getbinval(tuple, tupdesc, 3, &isnull);
-	progress->have_hash = !isnull;
+	cp->have_hash = !isnull;
 	if (!isnull)
 	{
 		bytea	   *b = DatumGetByteaPP(hash);
 
 		if (VARSIZE_ANY_EXHDR(b) != 32)
 			elog(ERROR, "stored last_hash of chain \"%s\" is not 32 bytes", ws->name);
-		memcpy(progress->last_hash, VARDATA_ANY(b), 32);
+		memcpy(cp->last_hash, VARDATA_ANY(b), 32);
 	}
-	progress->partition_size = DatumGetInt64(SPI_getbinval(tuple, tupdesc, 4, &isnull));
+	if (cp->chain_id != ws->chain_id)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("chain \"%s\" now has chain id " INT64_FORMAT ", its workers started with chain id " INT64_FORMAT,
+						ws->name, cp->chain_id, ws->chain_id),
+				 errhint("The chain was registered again while its workers ran; they restart.")));
 }
 
 static void
-write_progress(WriterState *ws, int64 next_block, const uint8 *hash)
+write_checkpoint(WriterState *ws, int64 next_block, const uint8 *hash)
 {
 	Oid			argtypes[3] = {INT8OID, BYTEAOID, TEXTOID};
 	Datum		args[3];
@@ -200,52 +261,183 @@ write_progress(WriterState *ws, int64 next_block, const uint8 *hash)
 							  "WHERE name = $3",
 							  3, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE ||
 		SPI_processed != 1)
-		elog(ERROR, "could not update progress of chain \"%s\"", ws->name);
+		elog(ERROR, "could not update the checkpoint of chain \"%s\"", ws->name);
+}
+
+/* Read chain_id, partition_size and confirmations (fixed at add_chain()). */
+static void
+read_config_work(WriterState *ws, void *arg)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+	bool		isnull;
+	HeapTuple	tuple;
+	TupleDesc	tupdesc;
+	Datum		chain_id;
+
+	args[0] = CStringGetTextDatum(ws->name);
+	if (SPI_execute_with_args("SELECT chain_id, partition_size, confirmations "
+							  "FROM ethindex.chains WHERE name = $1",
+							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the configuration of chain \"%s\"", ws->name);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("chain \"%s\" does not exist", ws->name)));
+	tuple = SPI_tuptable->vals[0];
+	tupdesc = SPI_tuptable->tupdesc;
+	chain_id = SPI_getbinval(tuple, tupdesc, 1, &isnull);
+	if (isnull)
+		elog(ERROR, "chain \"%s\" has no chain id yet", ws->name);
+	ws->chain_id = DatumGetInt64(chain_id);
+	ws->partition_size = DatumGetInt64(SPI_getbinval(tuple, tupdesc, 2, &isnull));
+	ws->confirmations = DatumGetInt32(SPI_getbinval(tuple, tupdesc, 3, &isnull));
+	ws->have_config = true;
+}
+
+typedef struct PartitionRange
+{
+	int64		from;
+	int64		through;
+} PartitionRange;
+
+static void
+ensure_partitions_work(WriterState *ws, void *arg)
+{
+	PartitionRange *range = (PartitionRange *) arg;
+	Oid			argtypes[5] = {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID};
+	Datum		args[5];
+	int64		node_head;
+	int64		defer_through = -1;
+
+	SpinLockAcquire(&ws->slot->mutex);
+	node_head = ws->slot->node_head;
+	SpinLockRelease(&ws->slot->mutex);
+	/* partitions the fetcher can fill without waiting for the node */
+	if (ethindex_defer_indexes && node_head >= 0)
+		defer_through = node_head - ws->confirmations;
+
+	args[0] = Int64GetDatum(ws->chain_id);
+	args[1] = Int64GetDatum(ws->partition_size);
+	args[2] = Int64GetDatum(range->from);
+	args[3] = Int64GetDatum(range->through);
+	args[4] = Int64GetDatum(defer_through);
+	if (SPI_execute_with_args("SELECT ethindex._ensure_partitions($1, $2, $3, $4, $5)",
+							  5, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not create partitions for chain \"%s\"", ws->name);
 }
 
 /*
  * Make sure partitions exist up to and including "through" plus one more
- * partition, in a transaction of its own so that the lock on the parent
- * tables is held only briefly.
+ * partition, in a transaction of its own so that the locks are held only
+ * briefly.
  */
 static void
-ensure_partitions(WriterState *ws, int64 chain_id, int64 partition_size,
-				  int64 from, int64 through)
+ensure_partitions(WriterState *ws, int64 from, int64 through)
 {
-	Oid			argtypes[4] = {INT8OID, INT8OID, INT8OID, INT8OID};
-	Datum		args[4];
+	PartitionRange range;
 
 	if (through <= ws->partitions_through)
 		return;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "creating partitions");
-
-	args[0] = Int64GetDatum(chain_id);
-	args[1] = Int64GetDatum(partition_size);
-	args[2] = Int64GetDatum(from);
-	args[3] = Int64GetDatum(through + partition_size);
-	if (SPI_execute_with_args("SELECT ethindex._ensure_partitions($1, $2, $3, $4)",
-							  4, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not create partitions for chain \"%s\"", ws->name);
-
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-
+	range.from = from;
+	range.through = through + ws->partition_size;
+	run_in_transaction(ws, "creating partitions", ensure_partitions_work, &range);
 	/* the last partition created ends at this block */
-	ws->partitions_through = ((through + partition_size) / partition_size + 1) * partition_size - 1;
+	ws->partitions_through = (range.through / ws->partition_size + 1) * ws->partition_size - 1;
+}
+
+typedef struct IndexRequest
+{
+	int64		below;			/* partitions with blocks below this one */
+	bool		include_partial;	/* also one the checkpoint is inside */
+	List	   *first_blocks;	/* out: partitions to index, as int64 */
+} IndexRequest;
+
+static void
+find_unindexed_work(WriterState *ws, void *arg)
+{
+	IndexRequest *req = (IndexRequest *) arg;
+	Oid			argtypes[2] = {INT8OID, INT8OID};
+	Datum		args[2];
+	MemoryContext outer = CurrentMemoryContext;
+
+	args[0] = Int64GetDatum(ws->chain_id);
+	args[1] = Int64GetDatum(req->below);
+	if (SPI_execute_with_args(req->include_partial ?
+							  "SELECT first_block FROM ethindex.partitions "
+							  "WHERE chain_id = $1 AND indexed_at IS NULL AND first_block < $2 "
+							  "ORDER BY first_block" :
+							  "SELECT first_block FROM ethindex.partitions "
+							  "WHERE chain_id = $1 AND indexed_at IS NULL AND last_block < $2 "
+							  "ORDER BY first_block",
+							  2, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the partitions of chain \"%s\"", ws->name);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		int64		first = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+														SPI_tuptable->tupdesc, 1, &isnull));
+		MemoryContext old = MemoryContextSwitchTo(outer);
+		int64	   *copy = palloc(sizeof(int64));
+
+		*copy = first;
+		req->first_blocks = lappend(req->first_blocks, copy);
+		MemoryContextSwitchTo(old);
+	}
+}
+
+static void
+index_partition_work(WriterState *ws, void *arg)
+{
+	int64		first_block = *(int64 *) arg;
+	Oid			argtypes[2] = {INT8OID, INT8OID};
+	Datum		args[2];
+
+	args[0] = Int64GetDatum(ws->chain_id);
+	args[1] = Int64GetDatum(first_block);
+	if (SPI_execute_with_args("SELECT ethindex._index_partition($1, $2)",
+							  2, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not index a partition of chain \"%s\"", ws->name);
+}
+
+/*
+ * Build the deferred indexes of the partitions wholly below "below" (or,
+ * with include_partial, of every partition holding blocks below it), one
+ * transaction per partition.
+ */
+static void
+index_partitions(WriterState *ws, int64 below, bool include_partial)
+{
+	IndexRequest req;
+	ListCell   *lc;
+
+	req.below = below;
+	req.include_partial = include_partial;
+	req.first_blocks = NIL;
+	run_in_transaction(ws, "looking for partitions to index", find_unindexed_work, &req);
+	foreach(lc, req.first_blocks)
+	{
+		int64		first = *(int64 *) lfirst(lc);
+		TimestampTz started = GetCurrentTimestamp();
+		long		secs;
+		int			usecs;
+		char	   *activity = psprintf("indexing partitions of blocks " INT64_FORMAT " to " INT64_FORMAT,
+										first, first + ws->partition_size - 1);
+
+		run_in_transaction(ws, activity, index_partition_work, &first);
+		TimestampDifference(started, GetCurrentTimestamp(), &secs, &usecs);
+		ereport(LOG,
+				(errmsg("ethindex chain \"%s\": indexed the partitions of blocks " INT64_FORMAT " to " INT64_FORMAT " in %ld.%01d s",
+						ws->name, first, first + ws->partition_size - 1,
+						secs, usecs / 100000)));
+	}
 }
 
 /* The partition of "table" holding "block", opened for this transaction. */
 static InsertTarget *
-get_target(WriterState *ws, List **targets, EthTable table,
-		   const Progress *progress, int64 block)
+get_target(WriterState *ws, List **targets, EthTable table, int64 block)
 {
-	int64		first = (block / progress->partition_size) * progress->partition_size;
+	int64		first = (block / ws->partition_size) * ws->partition_size;
 	ListCell   *lc;
 	InsertTarget *target;
 	char	   *name;
@@ -259,7 +451,7 @@ get_target(WriterState *ws, List **targets, EthTable table,
 	}
 
 	name = psprintf("%s_" INT64_FORMAT "_%012lld", eth_tables[table].name,
-					progress->chain_id, (long long) first);
+					ws->chain_id, (long long) first);
 	relid = get_relname_relid(name, ws->namespace_oid);
 	if (!OidIsValid(relid))
 		ereport(ERROR,
@@ -367,44 +559,215 @@ parent_mismatch(WriterState *ws, const DecodedBlock *block, const uint8 *expecte
 					   block->number - 1, eth_bytes_to_hex(expected, 32))));
 }
 
-/* Read chain_id and partition_size, outside the batch's transaction. */
+/*
+ * Follow the pending ranges that continue the checkpoint (*next, hash):
+ * move it past each, checking that the range's first block names the
+ * checkpoint's hash as its parent.
+ */
 static void
-read_partitioning(WriterState *ws, Progress *progress)
+merge_pending(WriterState *ws, int64 *next, uint8 *hash, bool *have_hash)
 {
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	read_progress(ws, progress);
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	PendingRange ranges[ETHINDEX_MAX_PENDING_RANGES];
+	int			n;
+	bool		found;
+
+	SpinLockAcquire(&ws->slot->mutex);
+	n = ws->slot->npending;
+	memcpy(ranges, ws->slot->pending, sizeof(PendingRange) * n);
+	SpinLockRelease(&ws->slot->mutex);
+
+	do
+	{
+		found = false;
+		for (int i = 0; i < n; i++)
+		{
+			if (ranges[i].first != *next)
+				continue;
+			if (*have_hash && memcmp(ranges[i].first_parent_hash, hash, 32) != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_EXCEPTION),
+						 errmsg("parent hash mismatch at block " INT64_FORMAT " of chain \"%s\"",
+								ranges[i].first, ws->name),
+						 errdetail("Block " INT64_FORMAT " names parent %s, but block " INT64_FORMAT " was stored with hash %s.",
+								   ranges[i].first, eth_bytes_to_hex(ranges[i].first_parent_hash, 32),
+								   ranges[i].first - 1, eth_bytes_to_hex(hash, 32))));
+			*next = ranges[i].last + 1;
+			memcpy(hash, ranges[i].last_hash, 32);
+			*have_hash = true;
+			found = true;
+			break;
+		}
+	} while (found);
+}
+
+/* Is there a pending range starting at the checkpoint?  Spinlock held. */
+static bool
+checkpoint_can_move(ChainSlot *slot)
+{
+	if (slot->checkpoint_next < 0)
+		return false;
+	for (int i = 0; i < slot->npending; i++)
+		if (slot->pending[i].first == slot->checkpoint_next)
+			return true;
+	return false;
 }
 
 /*
- * Store decoded blocks (consecutive, in order) in one transaction together
- * with the progress checkpoint.
+ * The checkpoint was committed at "next": publish it, forget the pending
+ * ranges below it, and tell whether another range continues it.
+ */
+static bool
+publish_checkpoint(WriterState *ws, int64 next)
+{
+	ChainSlot  *slot = ws->slot;
+	bool		can_move;
+	int			kept = 0;
+
+	SpinLockAcquire(&slot->mutex);
+	slot->checkpoint_next = Max(slot->checkpoint_next, next);
+	slot->stored_through = slot->checkpoint_next - 1;
+	for (int i = 0; i < slot->npending; i++)
+		if (slot->pending[i].last >= slot->checkpoint_next)
+			slot->pending[kept++] = slot->pending[i];
+	slot->npending = kept;
+	can_move = checkpoint_can_move(slot);
+	SpinLockRelease(&slot->mutex);
+	return can_move;
+}
+
+/*
+ * Announce a batch committed above the checkpoint; tell whether a pending
+ * range (this one or another) now continues the checkpoint.  Waits while
+ * the table of pending ranges is full: the writer holding the batch at the
+ * checkpoint empties it when it commits.
+ */
+static bool
+announce_pending(WriterState *ws, const DecodedBlock *first, const DecodedBlock *last)
+{
+	ChainSlot  *slot = ws->slot;
+
+	for (;;)
+	{
+		bool		can_move;
+
+		SpinLockAcquire(&slot->mutex);
+		if (slot->npending < ETHINDEX_MAX_PENDING_RANGES)
+		{
+			PendingRange *range = &slot->pending[slot->npending++];
+
+			range->first = first->number;
+			range->last = last->number;
+			memcpy(range->first_parent_hash, first->parent_hash, 32);
+			memcpy(range->last_hash, last->hash, 32);
+			can_move = checkpoint_can_move(slot);
+			SpinLockRelease(&slot->mutex);
+			return can_move;
+		}
+		SpinLockRelease(&slot->mutex);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/* Build the deferred indexes of partitions the checkpoint just passed. */
+static void
+checkpoint_passed(WriterState *ws, int64 old_next, int64 new_next)
+{
+	if (old_next / ws->partition_size != new_next / ws->partition_size)
+		index_partitions(ws, new_next, false);
+}
+
+typedef struct CheckpointMove
+{
+	int64		old_next;
+	int64		new_next;
+} CheckpointMove;
+
+static void
+move_checkpoint_work(WriterState *ws, void *arg)
+{
+	CheckpointMove *move = (CheckpointMove *) arg;
+	Checkpoint	cp;
+	int64		next;
+	uint8		hash[32];
+	bool		have_hash;
+
+	read_checkpoint(ws, &cp, true);
+	next = cp.next_block;
+	memcpy(hash, cp.last_hash, 32);
+	have_hash = cp.have_hash;
+	merge_pending(ws, &next, hash, &have_hash);
+	if (next != cp.next_block)
+		write_checkpoint(ws, next, hash);
+	move->old_next = cp.next_block;
+	move->new_next = next;
+}
+
+/*
+ * Move the checkpoint past the pending ranges that continue it, in
+ * transactions of their own, until none does.
+ */
+static void
+move_checkpoint(WriterState *ws)
+{
+	bool		can_move = true;
+
+	while (can_move)
+	{
+		CheckpointMove move;
+
+		run_in_transaction(ws, "moving the checkpoint", move_checkpoint_work, &move);
+		can_move = publish_checkpoint(ws, move.new_next);
+		checkpoint_passed(ws, move.old_next, move.new_next);
+	}
+}
+
+/*
+ * Store a run of consecutive decoded blocks in one transaction; move the
+ * checkpoint in it if the run starts at the checkpoint.
  */
 static void
 store_batch(WriterState *ws, DecodedBlock *blocks, int nblocks)
 {
-	Progress	progress;
+	Checkpoint	cp;
 	int			first = 0;
 	int64		transactions = 0;
-	const uint8 *prev;
 	List	   *targets = NIL;
 	EState	   *estate;
 	CommandId	cid;
 	MemoryContext batch_context = CurrentMemoryContext;
+	const DecodedBlock *last = &blocks[nblocks - 1];
+	bool		in_order;
+	int64		new_next = 0;
+	uint8		new_hash[32];
+	bool		have_hash = true;
+	bool		can_move;
 
-	if (ws->partitions_through < blocks[nblocks - 1].number)
+	/* every row must be of the chain the workers were started for */
+	for (int i = 0; i < nblocks; i++)
+		if (DatumGetInt64(blocks[i].tables[ETH_TABLE_BLOCKS].values[BLK_CHAIN_ID]) != ws->chain_id)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_EXCEPTION),
+					 errmsg("block " INT64_FORMAT " was decoded for chain id " INT64_FORMAT ", but chain \"%s\" has chain id " INT64_FORMAT,
+							blocks[i].number,
+							DatumGetInt64(blocks[i].tables[ETH_TABLE_BLOCKS].values[BLK_CHAIN_ID]),
+							ws->name, ws->chain_id),
+					 errhint("The chain was registered again while its workers ran; they restart.")));
+	/* the queue delivers runs of consecutive, linked blocks */
+	for (int i = 1; i < nblocks; i++)
 	{
-		read_partitioning(ws, &progress);
-		MemoryContextSwitchTo(batch_context);
-		ensure_partitions(ws, progress.chain_id, progress.partition_size,
-						  blocks[0].number, blocks[nblocks - 1].number);
-		MemoryContextSwitchTo(batch_context);
+		if (blocks[i].number != blocks[i - 1].number + 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_EXCEPTION),
+					 errmsg("block " INT64_FORMAT " of chain \"%s\" follows block " INT64_FORMAT " in the queue",
+							blocks[i].number, ws->name, blocks[i - 1].number)));
+		if (memcmp(blocks[i].parent_hash, blocks[i - 1].hash, 32) != 0)
+			parent_mismatch(ws, &blocks[i], blocks[i - 1].hash);
 	}
+
+	ensure_partitions(ws, blocks[0].number, last->number);
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -413,69 +776,64 @@ store_batch(WriterState *ws, DecodedBlock *blocks, int nblocks)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "storing blocks");
 
-	read_progress(ws, &progress);
-	/* SPI calls leave SPI's procedure context current: work in ours */
+	/* blocks a previous run already stored are skipped */
+	read_checkpoint(ws, &cp, false);
 	MemoryContextSwitchTo(batch_context);
-
-	/* every row must be of the chain the checkpoint belongs to */
-	for (int i = 0; i < nblocks; i++)
-		if (DatumGetInt64(blocks[i].tables[ETH_TABLE_BLOCKS].values[BLK_CHAIN_ID]) != progress.chain_id)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_EXCEPTION),
-					 errmsg("block " INT64_FORMAT " was decoded for chain id " INT64_FORMAT ", but chain \"%s\" has chain id " INT64_FORMAT,
-							blocks[i].number,
-							DatumGetInt64(blocks[i].tables[ETH_TABLE_BLOCKS].values[BLK_CHAIN_ID]),
-							ws->name, progress.chain_id),
-					 errhint("The chain was registered again while its workers ran; they restart.")));
-
-	/* blocks a previous writer already stored are skipped */
-	while (first < nblocks && blocks[first].number < progress.next_block)
+	while (first < nblocks && blocks[first].number < cp.next_block)
 		first++;
-	if (first < nblocks)
+	if (first == nblocks)
 	{
-		if (blocks[first].number != progress.next_block)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_EXCEPTION),
-					 errmsg("block " INT64_FORMAT " of chain \"%s\" arrived, but block " INT64_FORMAT " is the next to store",
-							blocks[first].number, ws->name, progress.next_block)));
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(batch_context);
+		pgstat_report_activity(STATE_IDLE, NULL);
+		return;
+	}
+	for (int i = first; i < nblocks; i++)
+		transactions += blocks[i].transaction_count;
 
-		prev = progress.have_hash ? progress.last_hash : NULL;
+	estate = CreateExecutorState();
+	cid = GetCurrentCommandId(true);
+	for (int t = 0; t < ETH_NUM_TABLES; t++)
+	{
 		for (int i = first; i < nblocks; i++)
 		{
-			if (i > first && blocks[i].number != blocks[i - 1].number + 1)
-				ereport(ERROR,
-						(errcode(ERRCODE_DATA_EXCEPTION),
-						 errmsg("block " INT64_FORMAT " of chain \"%s\" follows block " INT64_FORMAT " in the queue",
-								blocks[i].number, ws->name, blocks[i - 1].number)));
-			if (prev != NULL && memcmp(blocks[i].parent_hash, prev, 32) != 0)
-				parent_mismatch(ws, &blocks[i], prev);
-			prev = blocks[i].hash;
-			transactions += blocks[i].transaction_count;
+			DecodedRows *rows = &blocks[i].tables[t];
+			InsertTarget *target;
+
+			if (rows->nrows == 0)
+				continue;
+			target = get_target(ws, &targets, (EthTable) t, blocks[i].number);
+			for (int r = 0; r < rows->nrows; r++)
+				add_row(ws, target, estate, cid,
+						&rows->values[r * rows->natts],
+						&rows->nulls[r * rows->natts],
+						blocks[i].number);
 		}
+	}
+	close_targets(targets, estate, cid);
+	FreeExecutorState(estate);
 
-		estate = CreateExecutorState();
-		cid = GetCurrentCommandId(true);
-		for (int t = 0; t < ETH_NUM_TABLES; t++)
-		{
-			for (int i = first; i < nblocks; i++)
-			{
-				DecodedRows *rows = &blocks[i].tables[t];
-				InsertTarget *target;
-
-				if (rows->nrows == 0)
-					continue;
-				target = get_target(ws, &targets, (EthTable) t, &progress, blocks[i].number);
-				for (int r = 0; r < rows->nrows; r++)
-					add_row(ws, target, estate, cid,
-							&rows->values[r * rows->natts],
-							&rows->nulls[r * rows->natts],
-							blocks[i].number);
-			}
-		}
-		close_targets(targets, estate, cid);
-		FreeExecutorState(estate);
-
-		write_progress(ws, blocks[nblocks - 1].number + 1, blocks[nblocks - 1].hash);
+	/* now serialize with the other writers for the checkpoint */
+	read_checkpoint(ws, &cp, true);
+	MemoryContextSwitchTo(batch_context);
+	if (cp.next_block > blocks[first].number)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("block " INT64_FORMAT " of chain \"%s\" was stored twice",
+						blocks[first].number, ws->name),
+				 errdetail("The checkpoint moved to block " INT64_FORMAT " while this insert worker stored it.",
+						   cp.next_block)));
+	in_order = cp.next_block == blocks[first].number;
+	if (in_order)
+	{
+		if (cp.have_hash && memcmp(blocks[first].parent_hash, cp.last_hash, 32) != 0)
+			parent_mismatch(ws, &blocks[first], cp.last_hash);
+		new_next = last->number + 1;
+		memcpy(new_hash, last->hash, 32);
+		merge_pending(ws, &new_next, new_hash, &have_hash);
+		write_checkpoint(ws, new_next, new_hash);
 	}
 
 	SPI_finish();
@@ -484,44 +842,128 @@ store_batch(WriterState *ws, DecodedBlock *blocks, int nblocks)
 	MemoryContextSwitchTo(batch_context);
 	pgstat_report_activity(STATE_IDLE, NULL);
 
-	if (first < nblocks)
-		chain_record_commit(ws->slot, blocks[nblocks - 1].number,
-							nblocks - first, (int) transactions);
+	/* only now, committed, may the batch count for the checkpoint */
+	chain_record_commit(ws->slot, nblocks - first, (int) transactions);
+	if (in_order)
+		can_move = publish_checkpoint(ws, new_next);
+	else
+		can_move = announce_pending(ws, &blocks[first], last);
+	if (in_order)
+		checkpoint_passed(ws, cp.next_block, new_next);
+	if (can_move)
+		move_checkpoint(ws);
 }
 
+/* This process's insert worker number, for writer_detach() */
+static int	my_writer_index = -1;
+
+/* Runs at exit, after an error unwound main's stack: use no stack data. */
 static void
 writer_detach(int code, Datum arg)
 {
 	ChainSlot  *slot = (ChainSlot *) DatumGetPointer(arg);
 
 	SpinLockAcquire(&slot->mutex);
-	slot->writer_pid = 0;
+	slot->writer_pids[my_writer_index] = 0;
 	SpinLockRelease(&slot->mutex);
 }
 
-/* Take up to ethindex.writer_batch_blocks records; NULL count if none came. */
+/*
+ * Take a run of up to ethindex.writer_batch_blocks consecutive records;
+ * returns 0 if none came within a second.
+ */
 static int
 take_batch(WriterState *ws, DecodedBlock **blocks_out)
 {
 	int			max_blocks = ethindex_writer_batch_blocks;
 	DecodedBlock *blocks = palloc(sizeof(DecodedBlock) * max_blocks);
-	int			nblocks = 0;
-	Size		bytes = 0;
+	char	  **records = palloc(sizeof(char *) * max_blocks);
+	Size	   *lens = palloc(sizeof(Size) * max_blocks);
+	int			nblocks;
 
-	while (nblocks < max_blocks && bytes < WRITER_BATCH_BYTES)
-	{
-		Size		len;
-		char	   *record = queue_take(&ws->slot->queue, ws->ring, &len,
-										nblocks == 0 ? 1000 : 0);
-
-		if (record == NULL)
-			break;
-		blockrec_read(record, len, &blocks[nblocks]);
-		nblocks++;
-		bytes += len;
-	}
+	nblocks = queue_take_batch(&ws->slot->queue, ws->ring, max_blocks,
+							   WRITER_BATCH_BYTES, records, lens, 1000);
+	for (int i = 0; i < nblocks; i++)
+		blockrec_read(records[i], lens[i], &blocks[i]);
 	*blocks_out = blocks;
 	return nblocks;
+}
+
+static void
+read_start_work(WriterState *ws, void *arg)
+{
+	Checkpoint *cp = (Checkpoint *) arg;
+
+	read_config_work(ws, NULL);
+	read_checkpoint(ws, cp, false);
+}
+
+/*
+ * Read the chain's configuration with the first batch (the fetcher has
+ * learned the chain id by then); the first insert worker also indexes
+ * partitions that a previous run completed but did not index.
+ */
+static void
+writer_first_batch(WriterState *ws)
+{
+	Checkpoint	cp;
+
+	run_in_transaction(ws, "reading chain configuration", read_start_work, &cp);
+	(void) publish_checkpoint(ws, cp.next_block);
+	if (ws->index == 0)
+		index_partitions(ws, cp.next_block, false);
+}
+
+/* Take batches from the queue and store them, until an error or a signal. */
+static void
+writer_loop(WriterState *ws, MemoryContext writer_context)
+{
+	TimestampTz last_batch_at = GetCurrentTimestamp();
+	bool		idle_indexed = false;
+
+	for (;;)
+	{
+		DecodedBlock *blocks;
+		int			nblocks;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		MemoryContextReset(ws->batch_context);
+		MemoryContextSwitchTo(ws->batch_context);
+		nblocks = take_batch(ws, &blocks);
+		if (nblocks > 0)
+		{
+			if (!ws->have_config)
+				writer_first_batch(ws);
+			store_batch(ws, blocks, nblocks);
+			last_batch_at = GetCurrentTimestamp();
+			idle_indexed = false;
+		}
+		else if (ws->index == 0 && ws->have_config && !idle_indexed &&
+				 TimestampDifferenceExceeds(last_batch_at, GetCurrentTimestamp(),
+											WRITER_IDLE_INDEX_MS))
+		{
+			/*
+			 * Nothing to store for a while (the node stalls, or the chain
+			 * was caught up inside a partition created for backfill):
+			 * index what has been stored, the partial partition too.
+			 */
+			int64		next;
+
+			SpinLockAcquire(&ws->slot->mutex);
+			next = ws->slot->checkpoint_next;
+			SpinLockRelease(&ws->slot->mutex);
+			if (next >= 0)
+				index_partitions(ws, next, true);
+			idle_indexed = true;
+		}
+		MemoryContextSwitchTo(writer_context);
+	}
 }
 
 void
@@ -533,7 +975,10 @@ ethindex_writer_main(Datum main_arg)
 
 	memset(&ws, 0, sizeof(ws));
 	strlcpy(ws.name, ((ChainWorkerArgs *) MyBgworkerEntry->bgw_extra)->name, sizeof(ws.name));
+	ws.index = ((ChainWorkerArgs *) MyBgworkerEntry->bgw_extra)->writer_index;
 	ws.partitions_through = -1;
+	if (ws.index < 0 || ws.index >= ETHINDEX_MAX_INSERT_WORKERS)
+		elog(FATAL, "invalid insert worker number %d", ws.index);
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -543,13 +988,15 @@ ethindex_writer_main(Datum main_arg)
 	ws.ring = ethindex_queue_buffer(slotno);
 
 	SpinLockAcquire(&ws.slot->mutex);
-	ws.slot->writer_pid = MyProcPid;
-	ws.slot->writer_started_at = GetCurrentTimestamp();
+	ws.slot->writer_pids[ws.index] = MyProcPid;
+	if (ws.index == 0)
+		ws.slot->writer_started_at = GetCurrentTimestamp();
 	SpinLockRelease(&ws.slot->mutex);
+	my_writer_index = ws.index;
 	on_shmem_exit(writer_detach, PointerGetDatum(ws.slot));
 
 	BackgroundWorkerInitializeConnection(ethindex_database, NULL, 0);
-	pgstat_report_appname(psprintf("ethindex writer %s", ws.name));
+	pgstat_report_appname(psprintf("ethindex writer %d %s", ws.index, ws.name));
 
 	writer_context = AllocSetContextCreate(TopMemoryContext, "ethindex writer",
 										   ALLOCSET_DEFAULT_SIZES);
@@ -558,27 +1005,10 @@ ethindex_writer_main(Datum main_arg)
 
 	PG_TRY();
 	{
+		MemoryContextSwitchTo(writer_context);
 		verify_schema(&ws);
 
-		for (;;)
-		{
-			DecodedBlock *blocks;
-			int			nblocks;
-
-			CHECK_FOR_INTERRUPTS();
-			if (ConfigReloadPending)
-			{
-				ConfigReloadPending = false;
-				ProcessConfigFile(PGC_SIGHUP);
-			}
-
-			MemoryContextReset(ws.batch_context);
-			MemoryContextSwitchTo(ws.batch_context);
-			nblocks = take_batch(&ws, &blocks);
-			if (nblocks > 0)
-				store_batch(&ws, blocks, nblocks);
-			MemoryContextSwitchTo(writer_context);
-		}
+		writer_loop(&ws, writer_context);
 	}
 	PG_CATCH();
 	{

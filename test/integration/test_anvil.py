@@ -284,16 +284,18 @@ def test_chain_status():
     assert st["lag"] == 0, st
     assert st["start_block"] == 0, st
     assert st["last_error"] is None, st
-    assert st["fetcher_pid"] and st["writer_pid"], st
+    assert st["fetcher_pid"], st
+    workers = int(sc("SHOW ethindex.insert_workers"))
+    assert len(st["writer_pids"]) == workers and all(st["writer_pids"]), st
     assert st["endpoint"] == anvil.url or anvil.url in (st["endpoint"] or ""), st
     assert st["queued_blocks"] >= 0 and st["queued_bytes"] >= 0, st
-    for pid in (st["fetcher_pid"], st["writer_pid"]):
+    for pid in [st["fetcher_pid"]] + st["writer_pids"]:
         assert pid_alive(pid), (pid, st)
 
 
 def test_stop_and_start():
     st = status()
-    pids = [st["fetcher_pid"], st["writer_pid"]]
+    pids = [st["fetcher_pid"]] + st["writer_pids"]
     t0 = time.monotonic()
     cluster.psql("SELECT ethindex.stop('%s')" % CHAIN)
     cluster.wait_until(
@@ -373,11 +375,11 @@ def test_writer_sigkill():
 
     cluster.psql("SELECT ethindex.start('%s')" % CHAIN)
     # kill once ingestion is under way (and, if we are quick enough, mid-way)
-    cluster.wait_until("SELECT writer_pid IS NOT NULL AND indexed_through > %d "
+    cluster.wait_until("SELECT cardinality(writer_pids) > 0 AND indexed_through > %d "
                        "FROM ethindex.chain_status WHERE name = '%s'" % (through, CHAIN),
                        timeout=30, interval=0.01)
     st = status()
-    pid = st["writer_pid"]
+    pid = st["writer_pids"][-1]
     os.kill(pid, signal.SIGKILL)
     killed_at = st["indexed_through"]
     print("   killed writer %d at indexed_through=%s of %d" % (pid, killed_at, head))
@@ -428,8 +430,8 @@ def test_cancel_fetcher_and_writer():
     for round_ in range(30):
         mixed_block(500 + round_)
         anvil.mine()
-        pids = q("SELECT fetcher_pid, writer_pid FROM ethindex.chain_status WHERE name = '%s'" % CHAIN)
-        for pid in (pids[0]["fetcher_pid"], pids[0]["writer_pid"]):
+        pids = q("SELECT fetcher_pid, writer_pids FROM ethindex.chain_status WHERE name = '%s'" % CHAIN)
+        for pid in [pids[0]["fetcher_pid"]] + (pids[0]["writer_pids"] or []):
             if pid:
                 cluster.psql("SELECT pg_cancel_backend(%d)" % pid)
         time.sleep(0.03)
