@@ -11,10 +11,13 @@ switches user).  What it does, in one run of the command:
  2. starts a throwaway cluster with ethindex preloaded and, --runs times,
     indexes the first --transactions transactions of the synthetic chain
     from an empty chain, timing start() to wait_for() true, with the CPU
-    time and peak RSS of the chain's fetcher and writer;
+    time and peak RSS of the chain's fetcher and insert workers; the clock
+    stops when every partition also has its indexes;
  3. exports the stored rows with COPY ... TO (FORMAT binary) and times
     COPY ... FROM (FORMAT binary) of the same rows into empty copies of the
-    same tables (a second database with the extension), --runs times;
+    same tables (a second database with the extension), --runs times with
+    all indexes in place and --runs times into bare partitions indexed
+    afterwards (index build included);
  4. against a real anvil node with a prepared chain of --anvil-transactions
     transactions: ethindex's rate and plainfetch's rate over the same blocks.
 
@@ -102,12 +105,17 @@ def chain_pids(cluster, name):
     return [p for p in [rows[0]["fetcher_pid"]] + (rows[0]["writer_pids"] or []) if p]
 
 
-def ingest(cluster, name, url, chain_id, first, last, batch_size, sample_memory=True,
-           timeout=3600):
-    """Index blocks [first, last] of a fresh chain; returns measurements."""
+def ingest(cluster, name, url, chain_id, first, last, batch_size, partition_size,
+           sample_memory=True, timeout=3600):
+    """Index blocks [first, last] of a fresh chain; returns measurements.
+    The clock stops when the checkpoint reaches "last" and every partition
+    has its indexes (the deferred ones are built when a partition is
+    complete)."""
     cluster.psql("SELECT ethindex.add_chain('%s', ARRAY['%s'], chain_id => %d, "
-                 "start_block => %d, confirmations => 0, batch_size => %d, "
-                 "poll_interval => '100 ms')" % (name, url, chain_id, first, batch_size))
+                 "start_block => %d, confirmations => 0, batch_size => %s, "
+                 "partition_size => %d, poll_interval => '100 ms')"
+                 % (name, url, chain_id, first,
+                    "NULL" if batch_size is None else str(batch_size), partition_size))
     # partitions are created by the writer as it goes; start the clock at start()
     t0 = time.monotonic()
     cluster.psql("SELECT ethindex.start('%s')" % name)
@@ -116,12 +124,17 @@ def ingest(cluster, name, url, chain_id, first, last, batch_size, sample_memory=
     peak_anon_kb = 0
     cpu = {}
     deadline = t0 + timeout
+    checkpoint_seconds = None
     while True:
-        through = cluster.scalar("SELECT indexed_through FROM ethindex.chain_status "
-                                 "WHERE name = '%s'" % name)
+        row = cluster.query("SELECT indexed_through, unindexed_partitions FROM ethindex.chain_status "
+                            "WHERE name = '%s'" % name)[0]
+        through = row["indexed_through"]
         now = time.monotonic()
-        if through not in ("", None) and int(through) >= last:
-            break
+        if through is not None and through >= last:
+            if checkpoint_seconds is None:
+                checkpoint_seconds = now - t0
+            if row["unindexed_partitions"] == 0:
+                break
         if now > deadline:
             raise RuntimeError("ingestion timed out at block %s" % through)
         if not pids:
@@ -154,6 +167,7 @@ def ingest(cluster, name, url, chain_id, first, last, batch_size, sample_memory=
                        % name, timeout=30)
     return {
         "seconds": seconds,
+        "checkpoint_seconds": checkpoint_seconds,
         "blocks": counts["blocks"],
         "transactions": counts["transactions"],
         "logs": counts["logs"],
@@ -170,8 +184,11 @@ def drop_chain(cluster, name):
     cluster.psql("CHECKPOINT")
 
 
-def copy_benchmark(cluster, chain_id, first, last, partition_size, workdir, runs):
-    """Time COPY FROM (FORMAT binary) of the chain's rows into empty tables."""
+def copy_benchmark(cluster, chain_id, first, last, partition_size, workdir, runs,
+                   deferred=False):
+    """Time COPY FROM (FORMAT binary) of the chain's rows into empty tables:
+    with all indexes in place, or (deferred) into bare partitions whose
+    indexes are built afterwards, the build included in the time."""
     files = {}
     for table in TABLES:
         path = os.path.join(workdir, "%s.bin" % table)
@@ -182,11 +199,15 @@ def copy_benchmark(cluster, chain_id, first, last, partition_size, workdir, runs
     for run in range(runs):
         db = "copytarget%d" % run
         cluster.createdb(db)
-        cluster.psql("CREATE EXTENSION ethindex; SELECT ethindex._ensure_partitions(%d, %d, %d, %d)"
-                     % (chain_id, partition_size, first, last), db=db)
+        cluster.psql("CREATE EXTENSION ethindex; SELECT ethindex._ensure_partitions(%d, %d, %d, %d, %d)"
+                     % (chain_id, partition_size, first, last,
+                        last + partition_size if deferred else -1), db=db)
         cluster.psql("CHECKPOINT", db=db)
         sql = "BEGIN;\n" + "".join(
             "COPY ethindex.%s FROM '%s' (FORMAT binary);\n" % (t, files[t]) for t in TABLES) + "COMMIT;\n"
+        if deferred:
+            sql += "SELECT ethindex._index_partition(%d, first_block) FROM ethindex.partitions " \
+                   "WHERE chain_id = %d ORDER BY first_block;\n" % (chain_id, chain_id)
         t0 = time.monotonic()
         cluster.psql(sql, db=db)
         times.append(time.monotonic() - t0)
@@ -270,6 +291,11 @@ def main():
     ap.add_argument("--inflight", type=int, default=8, help="ethindex.max_requests_in_flight")
     ap.add_argument("--queue-size", default="256MB", help="ethindex.queue_size")
     ap.add_argument("--writer-batch", type=int, default=100, help="ethindex.writer_batch_blocks")
+    ap.add_argument("--insert-workers", type=int, default=2, help="ethindex.insert_workers")
+    ap.add_argument("--partition-size", type=int, default=1000,
+                    help="blocks per partition (backfill partitions are indexed when complete)")
+    ap.add_argument("--no-defer-indexes", action="store_true",
+                    help="ethindex.defer_indexes = off: maintain every index while loading")
     ap.add_argument("--anvil-transactions", type=int, default=40000)
     ap.add_argument("--skip-anvil", action="store_true")
     ap.add_argument("--skip-copy", action="store_true")
@@ -303,6 +329,9 @@ def main():
             "ethindex.queue_size": args.queue_size,
             "ethindex.max_requests_in_flight": args.inflight,
             "ethindex.writer_batch_blocks": args.writer_batch,
+            "ethindex.insert_workers": args.insert_workers,
+            "ethindex.defer_indexes": "off" if args.no_defer_indexes else "on",
+            "maintenance_work_mem": "256MB",
         }).init().start()
         cluster.createdb("ethindex_test")
         cluster.psql("CREATE EXTENSION ethindex")
@@ -322,12 +351,15 @@ def main():
         runs = []
         for run in range(args.runs):
             log("== ethindex run %d of %d: blocks %d..%d" % (run + 1, args.runs, first, last))
-            m = ingest(cluster, "synth", synth.url, 1337, first, last, args.batch_size)
+            m = ingest(cluster, "synth", synth.url, 1337, first, last, args.batch_size,
+                       args.partition_size)
             m["json_bytes"] = pf["bytes"]
             runs.append(m)
-            log("   %.1f s, %.0f tx/s, %.0f blocks/s, %.0f rows/s, %.1f MB/s of JSON, "
+            log("   %.1f s (checkpoint at the last block after %.1f s, indexes after %.1f s more), "
+                "%.0f tx/s, %.0f blocks/s, %.0f rows/s, %.1f MB/s of JSON, "
                 "%.2f CPU s per 100k tx, peak RSS %.0f MB (private %.0f MB)"
-                % (m["seconds"], m["transactions"] / m["seconds"], m["blocks"] / m["seconds"],
+                % (m["seconds"], m["checkpoint_seconds"], m["seconds"] - m["checkpoint_seconds"],
+                   m["transactions"] / m["seconds"], m["blocks"] / m["seconds"],
                    m["rows"] / m["seconds"], m["json_bytes"] / m["seconds"] / 1e6,
                    m["cpu_seconds"] / m["transactions"] * 1e5, m["peak_rss_mb"], m["peak_private_rss_mb"]))
             if run < args.runs - 1:
@@ -351,10 +383,19 @@ def main():
             times, size = copy_benchmark(cluster, 1337, first, last, partition_size, workdir, args.runs)
             results["copy_seconds"] = times
             summary["copy_transactions_per_s"] = m0["transactions"] / median(times)
-            summary["ratio_to_copy"] = median(times) / med_seconds
-            log("   %s s (median %.1f s, %.0f tx/s, %.0f MB of binary COPY data)"
+            log("   all indexes in place: %s s (median %.1f s, %.0f tx/s, %.0f MB of binary COPY data)"
                 % (", ".join("%.1f" % t for t in times), median(times),
                    summary["copy_transactions_per_s"], size / 1e6))
+            dtimes, size = copy_benchmark(cluster, 1337, first, last, partition_size, workdir,
+                                          args.runs, deferred=True)
+            results["copy_deferred_seconds"] = dtimes
+            summary["copy_deferred_transactions_per_s"] = m0["transactions"] / median(dtimes)
+            log("   bare partitions, indexes built afterwards: %s s (median %.1f s, %.0f tx/s)"
+                % (", ".join("%.1f" % t for t in dtimes), median(dtimes),
+                   summary["copy_deferred_transactions_per_s"]))
+            best = min(median(times), median(dtimes))
+            summary["ratio_to_copy"] = best / med_seconds
+            log("   ethindex / the faster COPY: %.2f" % summary["ratio_to_copy"])
         drop_chain(cluster, "synth")
 
         if not args.skip_anvil:
@@ -371,6 +412,7 @@ def main():
                 apf = plain_fetch(anvil.url, 1, head, args.batch_size, args.inflight)
                 plain_rates.append(apf["tx_per_s"])
                 am = ingest(cluster, "anvil", anvil.url, 31337, 1, head, args.batch_size,
+                            args.partition_size,
                             sample_memory=False)
                 ethindex_rates.append(am["transactions"] / am["seconds"])
                 drop_chain(cluster, "anvil")

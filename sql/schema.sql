@@ -18,10 +18,10 @@ WHERE col.table_schema = 'ethindex'
   AND col.table_name IN ('blocks', 'transactions', 'logs', 'withdrawals')
 ORDER BY table_name, pos;
 
-SELECT indexrelid::regclass AS index, pg_get_indexdef(indexrelid) AS definition
+-- the partitioned parents have no indexes: each partition has its own
+SELECT count(*) AS parent_indexes
 FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
-WHERE c.relnamespace = 'ethindex'::regnamespace AND c.relkind = 'p'
-ORDER BY 1::text;
+WHERE c.relnamespace = 'ethindex'::regnamespace AND c.relkind = 'p';
 
 SELECT p.proname, p.pronargs AS nargs,
        p.provolatile, p.proisstrict
@@ -29,13 +29,34 @@ FROM pg_proc p
 WHERE p.pronamespace = 'ethindex'::regnamespace
 ORDER BY p.proname;
 
--- partitions are created on demand and cover a chain's block range
-SELECT ethindex._ensure_partitions(5, 1000, 1500, 2100);
-SELECT ethindex._ensure_partitions(5, 1000, 1500, 2100);
+-- partitions are created on demand and cover a chain's block range; those
+-- wholly at or below the last argument (backfill) get no indexes yet
+SELECT ethindex._ensure_partitions(5, 1000, 1500, 2100, 1999);
+SELECT ethindex._ensure_partitions(5, 1000, 1500, 2100, 1999);
 SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) AS bound
 FROM pg_class c
 WHERE c.relnamespace = 'ethindex'::regnamespace AND c.relispartition
 ORDER BY c.relname;
+SELECT chain_id, first_block, last_block, indexed_at IS NOT NULL AS indexed
+FROM ethindex.partitions ORDER BY 1, 2;
+SELECT tablename, indexname, indexdef
+FROM pg_indexes
+WHERE schemaname = 'ethindex' AND tablename ~ '_5_'
+ORDER BY 1, 2;
+SELECT conrelid::regclass, conname, contype
+FROM pg_constraint
+WHERE connamespace = 'ethindex'::regnamespace AND conrelid::regclass::text ~ '_5_'
+ORDER BY conrelid::regclass::text, conname;
+-- indexing a partition is idempotent and marks it indexed
+SELECT ethindex._index_partition(5, 1000);
+SELECT ethindex._index_partition(5, 1000);
+SELECT first_block, indexed_at IS NOT NULL AS indexed
+FROM ethindex.partitions WHERE chain_id = 5 ORDER BY 1;
+SELECT count(*) AS indexes
+FROM pg_indexes
+WHERE schemaname = 'ethindex' AND tablename ~ '_5_000000001000$';
+SELECT ethindex._index_partition(5, 7000);
 SELECT ethindex._drop_partitions(5);
 SELECT count(*) FROM pg_class c
 WHERE c.relnamespace = 'ethindex'::regnamespace AND c.relispartition;
+SELECT count(*) FROM ethindex.partitions WHERE chain_id = 5;

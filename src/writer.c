@@ -847,7 +847,11 @@ store_batch(WriterState *ws, DecodedBlock *blocks, int nblocks)
 	if (in_order)
 		can_move = publish_checkpoint(ws, new_next);
 	else
+	{
+		elog(DEBUG1, "ethindex chain \"%s\": insert worker %d committed blocks " INT64_FORMAT " to " INT64_FORMAT " ahead of the checkpoint",
+			 ws->name, ws->index, blocks[first].number, last->number);
 		can_move = announce_pending(ws, &blocks[first], last);
+	}
 	if (in_order)
 		checkpoint_passed(ws, cp.next_block, new_next);
 	if (can_move)

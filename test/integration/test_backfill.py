@@ -1,0 +1,205 @@
+"""
+test_backfill.py: a backfill with several insert workers and deferred
+indexes.
+
+A synthetic chain of 2,500 blocks (test/lib/synthchain.py: every
+transaction type, logs, withdrawals) is served by the replay server; the
+cluster runs 4 insert workers per chain taking batches of 3 blocks, so
+batches commit out of order, and partitions of 1,000 blocks.
+
+- Partitions wholly below the node's head are loaded without indexes; the
+  checkpoint passing a partition's end builds its primary keys and indexes;
+  the partition at the head is indexed when created.  While the node fails
+  at block 1,500, the partial partition stays unindexed but queryable, and
+  once the insert workers have been idle for a while it is indexed anyway.
+- Out-of-order commits happen (DEBUG1 log lines) and the checkpoint stays
+  contiguous: every row equals the node's data, no gap, no duplicate.
+- Rows committed above the checkpoint by an earlier run are discarded at the
+  next start and fetched again.
+
+Run:  runuser -u ethindex -- python3 test/integration/run.py -k backfill
+"""
+
+import os
+import re
+import shutil
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+
+import ethindex_test as et          # noqa: E402
+import synthchain                   # noqa: E402
+from rpcserver import Chain, RpcServer  # noqa: E402
+
+PORT_BASE = int(os.environ.get("ETHINDEX_BACKFILL_PORT_BASE", "57150"))
+NBLOCKS = 2500
+PARTITION = 1000
+STALL = 1500            # the node fails from this block until cleared
+CHAIN = "backfill"
+CHAIN_ID = 930001
+INDEXES_PER_PARTITION = 12      # over the four tables, primary keys included
+
+SETTINGS = {
+    "ethindex.insert_workers": 4,
+    "ethindex.writer_batch_blocks": 3,
+    "ethindex.retry_max_delay": 500,
+    "log_min_messages": "debug1",
+}
+
+cluster = None
+replay = None
+tmpdir = None
+
+
+def setup_module(module=None):
+    global cluster, replay, tmpdir
+    blocks = synthchain.generate(NBLOCKS, chain_id=CHAIN_ID)
+    try:
+        replay = RpcServer(et.free_port(PORT_BASE, PORT_BASE + 10)).start()
+        replay.add_chain(Chain(CHAIN, CHAIN_ID, blocks))
+        tmpdir = tempfile.mkdtemp(prefix="ethindex-backfill-")
+        cluster = et.PgCluster(tmpdir, et.free_port(PORT_BASE + 10, PORT_BASE + 20),
+                               settings=SETTINGS)
+        cluster.init()
+        cluster.start()
+        cluster.createdb("ethindex_test")
+        cluster.psql("CREATE EXTENSION ethindex")
+        cluster.wait_until("SELECT count(*) = 1 FROM pg_stat_activity "
+                           "WHERE backend_type = 'ethindex launcher'", timeout=30)
+    except BaseException:
+        teardown_module()
+        raise
+
+
+def teardown_module(module=None):
+    global cluster, replay
+    try:
+        if cluster is not None:
+            cluster.stop()
+            log = cluster.log_text()
+            if tmpdir and not os.environ.get("ETHINDEX_KEEP_TMP") and \
+                    "terminated by signal" not in log:
+                shutil.rmtree(tmpdir, ignore_errors=True)
+    finally:
+        cluster = None
+        if replay is not None:
+            replay.stop()
+        replay = None
+
+
+def sc(sql):
+    return cluster.scalar(sql)
+
+
+def status():
+    rows = cluster.query("SELECT * FROM ethindex.chain_status WHERE name = '%s'" % CHAIN)
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def wait_for(block, timeout=120):
+    ok = sc("SELECT ethindex.wait_for('%s', %d, '%d s')" % (CHAIN, block, timeout))
+    assert ok == "t", "chain did not reach block %d; status %r\n%s" % (
+        block, status(), cluster.log_tail(60))
+
+
+def partition_indexes(first_block):
+    """Indexes and primary keys of the four partitions starting at first_block."""
+    suffix = "_%d_%012d" % (CHAIN_ID, first_block)
+    n_idx = int(sc("SELECT count(*) FROM pg_indexes WHERE schemaname = 'ethindex' "
+                   "AND tablename ~ '%s$'" % suffix))
+    n_pk = int(sc("SELECT count(*) FROM pg_constraint WHERE contype = 'p' "
+                  "AND conrelid::regclass::text ~ '%s$'" % suffix))
+    return n_idx, n_pk
+
+
+def check_exact(first, last):
+    problems = et.compare_chain(cluster, replay.chain_url(CHAIN), CHAIN_ID, first, last)
+    assert not problems, "\n".join(problems[:30])
+    assert sc("SELECT count(*) = count(DISTINCT number) AND count(*) = %d "
+              "FROM ethindex.blocks WHERE chain_id = %d AND number BETWEEN %d AND %d"
+              % (last - first + 1, CHAIN_ID, first, last)) == "t"
+
+
+def test_deferred_indexes_and_stall():
+    replay.add_fault("http_status", chain=CHAIN, block=STALL, status=500)
+    cluster.psql("SELECT ethindex.add_chain('%s', ARRAY['%s'], chain_id => %d, "
+                 "confirmations => 0, poll_interval => '50 ms', partition_size => %d)"
+                 % (CHAIN, replay.chain_url(CHAIN), CHAIN_ID, PARTITION))
+    cluster.psql("SELECT ethindex.start('%s')" % CHAIN)
+    wait_for(STALL - 1)
+
+    # the complete partition was indexed when the checkpoint passed its end
+    cluster.wait_until("SELECT indexed_at IS NOT NULL FROM ethindex.partitions "
+                       "WHERE chain_id = %d AND first_block = 0" % CHAIN_ID, timeout=60)
+    assert partition_indexes(0) == (INDEXES_PER_PARTITION, 4)
+    # the partial one (created for backfill: its end was below the head) is
+    # not indexed yet, but its rows are visible
+    parts = cluster.query("SELECT first_block, indexed_at IS NOT NULL AS indexed "
+                          "FROM ethindex.partitions WHERE chain_id = %d ORDER BY 1" % CHAIN_ID)
+    assert parts[:2] == [{"first_block": 0, "indexed": True},
+                         {"first_block": 1000, "indexed": False}], parts
+    assert partition_indexes(1000) == (0, 0)
+    st = status()
+    assert st["unindexed_partitions"] >= 1, st
+    assert st["indexed_through"] == STALL - 1, st
+    assert len(st["writer_pids"]) == 4, st
+    assert sc("SELECT count(*) FROM ethindex.blocks WHERE chain_id = %d "
+              "AND number BETWEEN 1000 AND %d" % (CHAIN_ID, STALL - 1)) == str(STALL - 1000)
+    log = cluster.log_text()
+    assert re.search(r'indexed the partitions of blocks 0 to 999 in', log), cluster.log_tail(40)
+
+    # idle insert workers index the partial partition after a while
+    cluster.wait_until("SELECT indexed_at IS NOT NULL FROM ethindex.partitions "
+                       "WHERE chain_id = %d AND first_block = 1000" % CHAIN_ID, timeout=60)
+    assert partition_indexes(1000) == (INDEXES_PER_PARTITION, 4)
+
+    # the node recovers: the chain completes; partitions at the head were
+    # indexed when created
+    replay.clear_faults()
+    wait_for(NBLOCKS - 1)
+    cluster.wait_until("SELECT unindexed_partitions = 0 FROM ethindex.chain_status "
+                       "WHERE name = '%s'" % CHAIN, timeout=60)
+    for first in (0, 1000, 2000):
+        assert partition_indexes(first) == (INDEXES_PER_PARTITION, 4), first
+    assert not re.search(r'indexed the partitions of blocks 2000 to 2999', cluster.log_text())
+    check_exact(0, NBLOCKS - 1)
+
+
+test_deferred_indexes_and_stall.timeout = 400
+
+
+def test_out_of_order_commits():
+    """Several insert workers committed batches ahead of the checkpoint, and
+    the checkpoint still covers exactly the stored blocks."""
+    ahead = re.findall(r'insert worker \d committed blocks (\d+) to (\d+) ahead of the checkpoint',
+                       cluster.log_text())
+    assert ahead, "no batch was committed out of order:\n" + cluster.log_tail(40)
+    for first, last in ahead:
+        assert int(first) <= int(last) < NBLOCKS
+    assert status()["indexed_through"] == NBLOCKS - 1
+    assert sc("SELECT next_block FROM ethindex.chains WHERE name = '%s'" % CHAIN) == str(NBLOCKS)
+
+
+def test_discard_above_checkpoint():
+    """Rows above the checkpoint (what a stopped run committed ahead of a
+    lost batch) are deleted at the next start and fetched again."""
+    cluster.psql("SELECT ethindex.stop('%s')" % CHAIN)
+    cluster.wait_until("SELECT state = 'stopped' AND fetcher_pid IS NULL "
+                       "AND coalesce(cardinality(writer_pids), 0) = 0 FROM ethindex.chain_status "
+                       "WHERE name = '%s'" % CHAIN, timeout=30)
+    back = NBLOCKS - 100
+    cluster.psql("UPDATE ethindex.chains SET next_block = %d, "
+                 "last_hash = (SELECT hash FROM ethindex.blocks WHERE chain_id = %d AND number = %d) "
+                 "WHERE name = '%s'" % (back, CHAIN_ID, back - 1, CHAIN))
+    mark = len(cluster.log_text())
+    cluster.psql("SELECT ethindex.start('%s')" % CHAIN)
+    wait_for(NBLOCKS - 1)
+    log = cluster.log_text()[mark:]
+    assert 'discarded 100 blocks stored above the checkpoint at block %d' % back in log, \
+        cluster.log_tail(40)
+    check_exact(back - 10, NBLOCKS - 1)
+    assert sc("SELECT count(*) FROM ethindex.transactions WHERE chain_id = %d"
+              % CHAIN_ID) == sc("SELECT sum(transaction_count) FROM ethindex.blocks "
+                                "WHERE chain_id = %d" % CHAIN_ID)
