@@ -288,7 +288,7 @@ read_config_work(WriterState *ws, void *arg)
 	tupdesc = SPI_tuptable->tupdesc;
 	chain_id = SPI_getbinval(tuple, tupdesc, 1, &isnull);
 	if (isnull)
-		elog(ERROR, "chain \"%s\" has no chain id yet", ws->name);
+		return;					/* the fetcher has not learned it yet */
 	ws->chain_id = DatumGetInt64(chain_id);
 	ws->partition_size = DatumGetInt64(SPI_getbinval(tuple, tupdesc, 2, &isnull));
 	ws->confirmations = DatumGetInt32(SPI_getbinval(tuple, tupdesc, 3, &isnull));
@@ -899,20 +899,29 @@ read_start_work(WriterState *ws, void *arg)
 	Checkpoint *cp = (Checkpoint *) arg;
 
 	read_config_work(ws, NULL);
-	read_checkpoint(ws, cp, false);
+	if (ws->have_config)
+		read_checkpoint(ws, cp, false);
 }
 
 /*
- * Read the chain's configuration with the first batch (the fetcher has
- * learned the chain id by then); the first insert worker also indexes
- * partitions that a previous run completed but did not index.
+ * Read the chain's configuration, once its chain id is known (a chain
+ * registered without one learns it from the node in the fetcher); the first
+ * insert worker also indexes partitions that a previous run completed but
+ * did not index.  With "required", a missing chain id is an error (a batch
+ * arrived, so the fetcher must have stored it).
  */
 static void
-writer_first_batch(WriterState *ws)
+writer_load_config(WriterState *ws, bool required)
 {
 	Checkpoint	cp;
 
 	run_in_transaction(ws, "reading chain configuration", read_start_work, &cp);
+	if (!ws->have_config)
+	{
+		if (required)
+			elog(ERROR, "chain \"%s\" has no chain id yet", ws->name);
+		return;
+	}
 	(void) publish_checkpoint(ws, cp.next_block);
 	if (ws->index == 0)
 		index_partitions(ws, cp.next_block, false);
@@ -924,6 +933,10 @@ writer_loop(WriterState *ws, MemoryContext writer_context)
 {
 	TimestampTz last_batch_at = GetCurrentTimestamp();
 	bool		idle_indexed = false;
+
+	/* the first worker finishes what an earlier run left unindexed */
+	if (ws->index == 0)
+		writer_load_config(ws, false);
 
 	for (;;)
 	{
@@ -943,7 +956,7 @@ writer_loop(WriterState *ws, MemoryContext writer_context)
 		if (nblocks > 0)
 		{
 			if (!ws->have_config)
-				writer_first_batch(ws);
+				writer_load_config(ws, true);
 			store_batch(ws, blocks, nblocks);
 			last_batch_at = GetCurrentTimestamp();
 			idle_indexed = false;

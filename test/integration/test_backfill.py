@@ -203,3 +203,34 @@ def test_discard_above_checkpoint():
     assert sc("SELECT count(*) FROM ethindex.transactions WHERE chain_id = %d"
               % CHAIN_ID) == sc("SELECT sum(transaction_count) FROM ethindex.blocks "
                                 "WHERE chain_id = %d" % CHAIN_ID)
+
+
+def test_interrupted_index_build_resumes():
+    """A partition left without its indexes (a build interrupted by a stop
+    or a crash) is indexed by the next run as soon as it starts, even with
+    nothing new to store."""
+    cluster.psql("SELECT ethindex.stop('%s')" % CHAIN)
+    cluster.wait_until("SELECT state = 'stopped' AND fetcher_pid IS NULL "
+                       "AND coalesce(cardinality(writer_pids), 0) = 0 FROM ethindex.chain_status "
+                       "WHERE name = '%s'" % CHAIN, timeout=30)
+    suffix = "_%d_%012d" % (CHAIN_ID, 1000)
+    for table in ("blocks", "transactions", "logs", "withdrawals"):
+        cluster.psql("ALTER TABLE ethindex.%s%s DROP CONSTRAINT %s%s_pkey"
+                     % (table, suffix, table, suffix))
+    for (idx,) in [(r["indexname"],) for r in cluster.query(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = 'ethindex' "
+            "AND tablename ~ '%s$'" % suffix)]:
+        cluster.psql("DROP INDEX ethindex.%s" % idx)
+    cluster.psql("UPDATE ethindex.partitions SET indexed_at = NULL "
+                 "WHERE chain_id = %d AND first_block = 1000" % CHAIN_ID)
+    assert partition_indexes(1000) == (0, 0)
+    cluster.psql("SELECT ethindex.start('%s')" % CHAIN)
+    cluster.wait_until("SELECT unindexed_partitions = 0 FROM ethindex.chain_status "
+                       "WHERE name = '%s'" % CHAIN, timeout=60)
+    assert partition_indexes(1000) == (INDEXES_PER_PARTITION, 4)
+    # the indexes are usable: a lookup by transaction hash finds its row
+    h = sc("SELECT encode(hash, 'hex') FROM ethindex.transactions WHERE chain_id = %d "
+           "AND block_number = 1500 LIMIT 1" % CHAIN_ID)
+    plan = sc("EXPLAIN (COSTS OFF) SELECT * FROM ethindex.transactions WHERE chain_id = %d "
+              "AND block_number BETWEEN 1000 AND 1999 AND hash = '\\x%s'" % (CHAIN_ID, h))
+    assert "transactions%s_hash_idx" % suffix in plan, plan
