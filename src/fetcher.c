@@ -12,11 +12,42 @@
  *	  From then on the fetcher tracks the next block to fetch itself; the
  *	  writer is the one that commits progress.
  *
- *	  Requests: a window of up to ethindex.max_requests_in_flight HTTP
- *	  requests, each a JSON-RPC batch of batch_size blocks with
- *	  eth_getBlockByNumber(n, true) and eth_getBlockReceipts(n).  An endpoint
- *	  that does not know eth_getBlockReceipts is remembered and asked for
- *	  per-transaction receipts (batched eth_getTransactionReceipt) instead.
+ *	  Requests: a window of HTTP requests in flight, each a JSON-RPC batch
+ *	  of consecutive blocks with eth_getBlockByNumber(n, true) and
+ *	  eth_getBlockReceipts(n).  An endpoint that does not know
+ *	  eth_getBlockReceipts is remembered and asked for per-transaction
+ *	  receipts (batched eth_getTransactionReceipt) instead.
+ *
+ *	  Request sizing adapts to the chain and the node; the current values
+ *	  are published in the slot (chain_status.request_blocks and
+ *	  request_window):
+ *
+ *	  - Blocks per request.  A non-NULL chains.batch_size is used as is.
+ *	    NULL (adaptive): the first request asks for one block; every
+ *	    completed request updates a moving average of response bytes per
+ *	    block (weight 1/4 for the newest request), and new requests ask for
+ *	    ADAPT_TARGET_BYTES / average blocks, clamped to 1 ..
+ *	    ADAPT_MAX_BLOCKS, growing at most twofold per completed request.  A
+ *	    failed attempt while blocks were being fetched halves that number
+ *	    and caps it there (a provider may limit batch length or response
+ *	    size); the cap doubles again after every ADAPT_CEILING_RECOVERY
+ *	    successful requests.
+ *
+ *	  - Requests in flight ("window"), between 1 and the manual upper bound
+ *	    ethindex.max_requests_in_flight (at most WINDOW_MAX); it starts at 1.
+ *	    Completed requests are measured in epochs of at least
+ *	    Max(2 * window, ADAPT_EPOCH_REQUESTS) requests and
+ *	    ADAPT_EPOCH_MIN_MS: throughput (response bytes per second of wall
+ *	    time) and latency (request seconds per response byte).  After each
+ *	    epoch: if throughput grew by more than ADAPT_GAIN_PERCENT over the
+ *	    previous epoch (or there is none to compare with), the window grows
+ *	    by one; otherwise, if latency is more than ADAPT_SLOW_FACTOR times
+ *	    the lowest seen since the last failure (the node queues requests
+ *	    without serving more), the window is halved; otherwise it is kept,
+ *	    and after ADAPT_PROBE_EPOCHS such epochs it grows by one to probe.
+ *	    Every failed attempt halves the window and forgets the measurements.
+ *	    Epochs in which the window could not be filled (head reached, queue
+ *	    more than half full) measure something else and are discarded.
  *
  *	  Failures (transport, HTTP status, JSON-RPC errors, bad or missing
  *	  data) raise an ERROR that the main loop catches: it is logged,
@@ -59,6 +90,25 @@
 /* JSON-RPC error codes meaning "no such method" (standard and common variants) */
 #define JSONRPC_METHOD_NOT_FOUND	(-32601)
 
+/*
+ * Adaptive request sizing (see the file header).  4 MB per response keeps a
+ * mainnet backfill at a few blocks per request (a block with its receipts
+ * is 0.2 to 2 MB of JSON) and lets empty blocks of a dev chain go to
+ * ADAPT_MAX_BLOCKS; it is far below RPC_MAX_RESPONSE and the response
+ * limits of public providers, and a full window of such responses is
+ * modest next to ethindex.queue_size.  100 blocks are 200 calls, under the
+ * batch limit (often 1000 calls) of common nodes and providers.
+ */
+#define ADAPT_TARGET_BYTES		(4.0 * 1024 * 1024)	/* response size aimed at */
+#define ADAPT_MAX_BLOCKS		100 /* most blocks per adaptive request */
+#define ADAPT_FIRST_BLOCKS		1	/* blocks of the first adaptive request */
+#define ADAPT_CEILING_RECOVERY	32	/* successful requests before the ceiling doubles */
+#define ADAPT_EPOCH_REQUESTS	4	/* fewest completed requests of an epoch */
+#define ADAPT_EPOCH_MIN_MS		100 /* shortest epoch */
+#define ADAPT_GAIN_PERCENT		10	/* throughput gain that earns one more request */
+#define ADAPT_SLOW_FACTOR		2.0 /* latency growth that halves the window */
+#define ADAPT_PROBE_EPOCHS		8	/* epochs kept before probing one more request */
+
 typedef struct Endpoint
 {
 	char	   *url;
@@ -95,11 +145,28 @@ typedef struct FetcherState
 	MemoryContext fetcher_context;
 	MemoryContext loop_context;
 
-	/* requests in flight, oldest first (a ring of max_requests_in_flight) */
+	/* requests in flight, oldest first (a ring of WINDOW_MAX) */
 	struct WindowRequest *window;
 	int			window_first;
 	int			window_count;
 	int64		next_to_request;	/* first block not yet requested */
+
+	/* request sizing, see the file header */
+	int			request_blocks; /* blocks per new request */
+	int			window_limit;	/* requests allowed in flight */
+	int			published_blocks;	/* values last shown in the slot */
+	int			published_window;
+	int			blocks_ceiling; /* adaptive: most blocks after failures */
+	int			ceiling_successes;	/* successful requests since lowered */
+	double		bytes_per_block;	/* moving average; 0 unknown */
+	TimestampTz epoch_start;	/* 0: starts with the next request */
+	int			epoch_requests; /* completed in this epoch */
+	double		epoch_bytes;	/* their response bytes */
+	double		epoch_seconds;	/* their latencies, summed */
+	bool		epoch_limited;	/* the window could not be kept full */
+	double		prev_throughput;	/* bytes/s of the last epoch; 0 none */
+	double		base_latency;	/* lowest seconds per byte; 0 none */
+	int			held_epochs;	/* epochs without a change of window */
 } FetcherState;
 
 /*
@@ -544,6 +611,156 @@ reset_window(FetcherState *st)
 	st->next_to_request = st->next_block;
 }
 
+/* The manual upper bound of the window (ethindex.max_requests_in_flight). */
+static int
+window_cap(void)
+{
+	return Min(ethindex_max_requests_in_flight, WINDOW_MAX);
+}
+
+/* Show the current request sizing in the chain's status, if it changed. */
+static void
+publish_sizing(FetcherState *st)
+{
+	if (st->request_blocks == st->published_blocks &&
+		st->window_limit == st->published_window)
+		return;
+	SpinLockAcquire(&st->slot->mutex);
+	st->slot->request_blocks = st->request_blocks;
+	st->slot->window_limit = st->window_limit;
+	SpinLockRelease(&st->slot->mutex);
+	st->published_blocks = st->request_blocks;
+	st->published_window = st->window_limit;
+}
+
+/* Start a new measuring epoch with the next request put in flight. */
+static void
+epoch_restart(FetcherState *st)
+{
+	st->epoch_start = 0;
+	st->epoch_requests = 0;
+	st->epoch_bytes = 0;
+	st->epoch_seconds = 0;
+	st->epoch_limited = false;
+}
+
+static void
+sizing_init(FetcherState *st)
+{
+	st->blocks_ceiling = ADAPT_MAX_BLOCKS;
+	st->request_blocks = st->batch_size > 0 ? st->batch_size : ADAPT_FIRST_BLOCKS;
+	st->window_limit = 1;
+	epoch_restart(st);
+	publish_sizing(st);
+}
+
+/*
+ * A failed attempt: halve the window and, when adaptive and blocks were
+ * being fetched, the ceiling of blocks per request; forget the
+ * measurements, which may be of another endpoint.  Runs in the error path:
+ * only arithmetic and the spinlock.
+ */
+static void
+sizing_failed(FetcherState *st, bool fetching)
+{
+	st->window_limit = Max(Min(st->window_limit, window_cap()) / 2, 1);
+	if (st->batch_size <= 0 && fetching)
+	{
+		st->blocks_ceiling = Max(st->request_blocks / 2, 1);
+		st->request_blocks = st->blocks_ceiling;
+		st->ceiling_successes = 0;
+	}
+	st->prev_throughput = 0;
+	st->base_latency = 0;
+	st->held_epochs = 0;
+	epoch_restart(st);
+	publish_sizing(st);
+}
+
+/* The end of an epoch: adjust the window (see the file header). */
+static void
+finish_epoch(FetcherState *st, TimestampTz now)
+{
+	double		elapsed = (double) (now - st->epoch_start) / USECS_PER_SEC;
+	double		throughput = st->epoch_bytes / elapsed;
+	double		latency = st->epoch_seconds / st->epoch_bytes;
+	bool		gain;
+	bool		slow;
+	int			old_limit = st->window_limit;
+
+	gain = st->prev_throughput <= 0 ||
+		throughput > st->prev_throughput * (1.0 + ADAPT_GAIN_PERCENT / 100.0);
+	slow = st->base_latency > 0 && latency > st->base_latency * ADAPT_SLOW_FACTOR;
+	if (st->base_latency <= 0 || latency < st->base_latency)
+		st->base_latency = latency;
+	st->prev_throughput = throughput;
+
+	if (gain)
+		st->window_limit++;
+	else if (slow)
+		st->window_limit /= 2;
+	else if (++st->held_epochs >= ADAPT_PROBE_EPOCHS)
+		st->window_limit++;
+	st->window_limit = Max(Min(st->window_limit, window_cap()), 1);
+	if (st->window_limit != old_limit)
+		st->held_epochs = 0;
+
+	epoch_restart(st);
+	/* the requests in flight belong to the new epoch */
+	st->epoch_start = now;
+}
+
+/*
+ * Account for a request whose blocks are all queued: adapt the blocks per
+ * request to the response size, and the window to the measured epoch.
+ */
+static void
+sizing_request_done(FetcherState *st, WindowRequest *w)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (st->batch_size <= 0)
+	{
+		double		sample = (double) w->request.response_len / w->nblocks;
+		double		wanted;
+
+		if (st->bytes_per_block <= 0)
+			st->bytes_per_block = sample;
+		else
+			st->bytes_per_block += (sample - st->bytes_per_block) / 4;
+
+		if (++st->ceiling_successes >= ADAPT_CEILING_RECOVERY)
+		{
+			st->blocks_ceiling = Min(st->blocks_ceiling * 2, ADAPT_MAX_BLOCKS);
+			st->ceiling_successes = 0;
+		}
+		wanted = ADAPT_TARGET_BYTES / Max(st->bytes_per_block, 1.0);
+		wanted = Min(wanted, (double) st->blocks_ceiling);
+		wanted = Min(wanted, 2.0 * st->request_blocks);
+		st->request_blocks = Max((int) wanted, 1);
+	}
+
+	if (st->epoch_start != 0)
+	{
+		st->epoch_requests++;
+		st->epoch_bytes += (double) w->request.response_len;
+		st->epoch_seconds += w->request.seconds;
+		if (st->epoch_requests >= Max(2 * st->window_limit, ADAPT_EPOCH_REQUESTS) &&
+			TimestampDifferenceExceeds(st->epoch_start, now, ADAPT_EPOCH_MIN_MS))
+		{
+			if (st->epoch_limited || st->epoch_bytes <= 0 || now <= st->epoch_start)
+			{
+				/* not a measure of what the window can do */
+				epoch_restart(st);
+				st->epoch_start = now;
+			}
+			else
+				finish_epoch(st, now);
+		}
+	}
+	publish_sizing(st);
+}
+
 /*
  * Check, decode and queue the blocks of the oldest request, block after
  * block, so that the blocks before a bad one are stored.  The request is
@@ -602,6 +819,7 @@ process_window_request(FetcherState *st)
 	}
 	pgstat_report_activity(STATE_IDLE, NULL);
 
+	sizing_request_done(st, w);
 	MemoryContextDelete(w->context);
 	st->window_first = (st->window_first + 1) % WINDOW_MAX;
 	st->window_count--;
@@ -638,7 +856,12 @@ static void
 fetcher_step(FetcherState *st)
 {
 	int64		target;
-	int			max_inflight = Min(ethindex_max_requests_in_flight, WINDOW_MAX);
+	int			max_inflight;
+
+	/* the upper bound may have been lowered by a reload */
+	st->window_limit = Min(st->window_limit, window_cap());
+	publish_sizing(st);
+	max_inflight = st->window_limit;
 
 	verify_endpoint(st);
 
@@ -656,6 +879,7 @@ fetcher_step(FetcherState *st)
 	{
 		/* caught up: the chain is healthy, wait for the next block */
 		st->failures = 0;
+		epoch_restart(st);		/* idle time is no measure of the window */
 		chain_set_state(st->slot, CHAIN_STATE_RUNNING);
 		fetcher_sleep(st->poll_interval_ms);
 		return;
@@ -674,10 +898,17 @@ fetcher_step(FetcherState *st)
 		queue_stats(&st->slot->queue, &queued, &queued_bytes);
 		while (st->window_count < max_inflight && st->next_to_request <= target &&
 			   (st->window_count == 0 || queued_bytes < st->slot->queue.capacity / 2))
+		{
+			if (st->epoch_start == 0)
+				st->epoch_start = GetCurrentTimestamp();
 			start_window_request(st, st->next_to_request,
-								 (int) Min(st->batch_size > 0 ? st->batch_size : 10,
+								 (int) Min(st->request_blocks,
 										   target - st->next_to_request + 1));
+		}
 	}
+	/* head reached or queue half full: the window is not what limits */
+	if (st->window_count < max_inflight)
+		st->epoch_limited = true;
 
 	if (!st->window[st->window_first].request.done)
 	{
@@ -735,6 +966,7 @@ ethindex_fetcher_main(Datum main_arg)
 	st.fetcher_context = fetcher_context;
 	st.window = MemoryContextAllocZero(fetcher_context, sizeof(WindowRequest) * WINDOW_MAX);
 	st.next_to_request = st.next_block;
+	sizing_init(&st);
 
 	ereport(LOG,
 			(errmsg("ethindex fetcher for chain \"%s\" started at block " INT64_FORMAT,
@@ -748,6 +980,7 @@ ethindex_fetcher_main(Datum main_arg)
 	{
 		ErrorData  *edata;
 		long		delay;
+		bool		fetching;
 
 		error_context_stack = NULL;
 		HOLD_INTERRUPTS();
@@ -762,7 +995,9 @@ ethindex_fetcher_main(Datum main_arg)
 		FlushErrorState();
 		chain_report_error_data(st.slot, edata);
 		FreeErrorData(edata);
+		fetching = st.window_count > 0;
 		reset_window(&st);
+		sizing_failed(&st, fetching);
 		MemoryContextReset(st.loop_context);
 		RESUME_INTERRUPTS();
 

@@ -1,0 +1,453 @@
+"""
+test_adaptive.py: adaptive request sizing of the fetcher.
+
+Synthetic chains (test/lib/synthchain.py) are served by a replay server;
+ethindex reaches them through a second rpcserver in proxy mode, which
+injects faults (delays, HTTP 429/500) and records the blocks of every
+JSON-RPC batch it forwards.  Every test registers its own chain (own name,
+chain id, replay chain and proxy path).
+
+What is checked (outcomes only, never speed):
+  * batch_size NULL with small blocks: chain_status.request_blocks grows far
+    above 1 and the node sees batches of many blocks;
+  * batch_size NULL with blocks of about 1.5 MB: requests stay at a few
+    blocks;
+  * a fixed batch_size is honoured: request_blocks equals it and every
+    batch but the last has exactly that many blocks;
+  * with a slow node (a fixed delay per request) the window of requests in
+    flight grows above 1; persistent HTTP 500 or 429 answers make
+    request_window (and, when adaptive, request_blocks) drop; once the
+    fault is cleared the chain completes;
+and every time, every row of every block equals the node's data.
+
+Run:  runuser -u ethindex -- python3 test/integration/run.py -k adaptive
+"""
+
+import collections
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+
+import ethindex_test as et          # noqa: E402
+import synthchain                   # noqa: E402
+from rpcserver import Chain, RpcServer  # noqa: E402
+
+PORT_BASE = int(os.environ.get("ETHINDEX_ADAPTIVE_PORT_BASE", "57150"))
+CHAIN_ID_BASE = 920000
+MAX_IN_FLIGHT = 8       # ethindex.max_requests_in_flight: the window's upper bound
+ADAPT_MAX_BLOCKS = 100  # fetcher.c
+SETUP_TIMEOUT = 180
+TEST_TIMEOUT = 300
+CATCHUP_WAIT = 120
+ERROR_WAIT = 60
+
+SETTINGS = {
+    "ethindex.max_chains": 8,
+    "ethindex.max_requests_in_flight": MAX_IN_FLIGHT,
+    "ethindex.retry_max_delay": 1000,   # ms: keep recovery after clearing quick
+    "ethindex.rpc_timeout": 5000,
+}
+
+cluster = None
+replay = None           # RpcServer serving the synthetic chains
+proxy = None            # RecordingProxy: faults and batch log
+tmpdir = None
+_next_id = [0]
+_log_mark = [0]         # server log offset after setup
+_chains = {}            # (kind, nblocks) -> generated blocks
+
+
+class RecordingProxy(RpcServer):
+    """An RpcServer that also records, per chain, the block numbers of the
+    eth_getBlockByNumber calls of every batch it receives (one list per
+    HTTP request, in arrival order)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.batches = collections.defaultdict(list)
+
+    def _handle_rpc(self, h, path, body):
+        try:
+            req = json.loads(body)
+        except ValueError:
+            req = None
+        if isinstance(req, list) and path.startswith("/chain/"):
+            numbers = [int(c["params"][0], 16) for c in req
+                       if isinstance(c, dict) and c.get("method") == "eth_getBlockByNumber"]
+            if numbers:
+                with self.lock:
+                    self.batches[path[len("/chain/"):]].append(numbers)
+        super()._handle_rpc(h, path, body)
+
+    def batches_of(self, chain):
+        with self.lock:
+            return list(self.batches[chain])
+
+
+def small_blocks(n):
+    """The synthetic chain as it is: 2 to 16 kB of JSON per block."""
+    key = ("small", n)
+    if key not in _chains:
+        _chains[key] = synthchain.generate(n, chain_id=CHAIN_ID_BASE)
+    return _chains[key]
+
+
+def large_blocks(n, block_bytes=1500000):
+    """The synthetic chain with transaction inputs padded so that every
+    block with transactions is about block_bytes of JSON (every sixth block
+    has none and stays small)."""
+    key = ("large", n)
+    if key not in _chains:
+        chain = synthchain.generate(n, chain_id=CHAIN_ID_BASE)
+        for number, (block, receipts) in chain.items():
+            txs = block["transactions"]
+            for i, tx in enumerate(txs):
+                nbytes = block_bytes // 2 // len(txs)
+                tx["input"] = synthchain.data_bytes(nbytes, "pad", number, i)
+        _chains[key] = chain
+    return _chains[key]
+
+
+def setup_module(module=None):
+    global cluster, replay, proxy, tmpdir
+    try:
+        replay = RpcServer(et.free_port(PORT_BASE, PORT_BASE + 10)).start()
+        proxy = RecordingProxy(et.free_port(PORT_BASE + 10, PORT_BASE + 20)).start()
+        tmpdir = tempfile.mkdtemp(prefix="ethindex-adaptive-")
+        cluster = et.PgCluster(tmpdir, et.free_port(PORT_BASE + 20, PORT_BASE + 30),
+                               settings=SETTINGS)
+        cluster.init()
+        cluster.start()
+        cluster.createdb("ethindex_test")
+        cluster.psql("CREATE EXTENSION ethindex")
+        cluster.wait_until("SELECT count(*) = 1 FROM pg_stat_activity "
+                           "WHERE backend_type = 'ethindex launcher'", timeout=30)
+        _log_mark[0] = len(cluster.log_text())
+    except BaseException:
+        teardown_module()
+        raise
+
+
+def teardown_module(module=None):
+    global cluster, replay, proxy
+    try:
+        if cluster is not None:
+            cluster.stop()
+            log = cluster.log_text()
+            if tmpdir and not os.environ.get("ETHINDEX_KEEP_TMP") and \
+                    "terminated by signal" not in log:
+                shutil.rmtree(tmpdir, ignore_errors=True)
+    finally:
+        cluster = None
+        for srv in (proxy, replay):
+            if srv is not None:
+                srv.stop()
+        proxy = replay = None
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+
+def lit(s):
+    return "'" + str(s).replace("'", "''") + "'"
+
+
+def next_name(label):
+    """Name the next new_chain(label) will have (to set faults up first)."""
+    return "a%02d-%s" % (_next_id[0] + 1, label)
+
+
+def new_chain(label, blocks, batch_size=None):
+    """A fresh replay chain + proxy path + registered and started ethindex
+    chain.  Returns (name, chain_id, replay_url)."""
+    _next_id[0] += 1
+    chain_id = CHAIN_ID_BASE + _next_id[0]
+    name = "a%02d-%s" % (_next_id[0], label)
+    replay.add_chain(Chain(name, chain_id, blocks))
+    proxy.add_proxy(name, replay.chain_url(name))
+    cluster.psql("SELECT ethindex.add_chain(%s, ARRAY[%s]::text[], chain_id => %d, start_block => 0, "
+                 "confirmations => 0, poll_interval => '50 ms', batch_size => %s)"
+                 % (lit(name), lit(proxy.chain_url(name)), chain_id,
+                    "NULL" if batch_size is None else str(int(batch_size))))
+    cluster.psql("SELECT ethindex.start(%s)" % lit(name))
+    return name, chain_id, replay.chain_url(name)
+
+
+def status(name):
+    rows = cluster.query("SELECT * FROM ethindex.chain_status WHERE name = %s" % lit(name))
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+class Watch:
+    """Samples chain_status and keeps the extremes of the sizing columns."""
+
+    def __init__(self, name):
+        self.name = name
+        self.samples = []
+
+    def sample(self):
+        st = status(self.name)
+        self.samples.append((st["request_blocks"], st["request_window"], st["state"],
+                             st["indexed_through"]))
+        rb, rw = st["request_blocks"], st["request_window"]
+        assert rb is None or 1 <= rb <= ADAPT_MAX_BLOCKS, st
+        assert rw is None or 1 <= rw <= MAX_IN_FLIGHT, st
+        return st
+
+    def until(self, pred, timeout, what):
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.sample()
+            if pred(st):
+                return st
+            if time.monotonic() > deadline:
+                raise AssertionError("chain %s: no %s within %ds; last status %r; "
+                                     "last samples %r; proxy %r\n--- server log tail ---\n%s"
+                                     % (self.name, what, timeout, st, self.samples[-10:],
+                                        proxy.stats(), cluster.log_tail()))
+            time.sleep(0.05)
+
+    def max_blocks(self):
+        return max((s[0] for s in self.samples if s[0] is not None), default=None)
+
+    def max_window(self):
+        return max((s[1] for s in self.samples if s[1] is not None), default=None)
+
+
+def summary(label, watch, name):
+    """One line on what happened, for the test output."""
+    sizes = [len(b) for b in proxy.batches_of(name)]
+    print("   %s: %d requests, blocks per request %s%s; request_blocks max %s, "
+          "request_window max %s" % (label, len(sizes), sizes[:16], " ..." if len(sizes) > 16 else "",
+                                     watch.max_blocks(), watch.max_window()), flush=True)
+
+
+def wait_complete(watch, last):
+    return watch.until(lambda st: st["indexed_through"] == last, CATCHUP_WAIT,
+                       "indexed_through = %d" % last)
+
+
+def check_complete(name, chain_id, replay_url, last):
+    problems = et.compare_chain(cluster, replay_url, chain_id, 0, last)
+    assert not problems, "%s: %d mismatches:\n%s" % (name, len(problems), "\n".join(problems[:40]))
+
+
+def check_batches_cover(name, last):
+    """Every block 0..last was asked for in some batch, nothing beyond."""
+    asked = set()
+    for b in proxy.batches_of(name):
+        assert b == list(range(b[0], b[0] + len(b))), "batch not consecutive: %r" % b
+        asked.update(b)
+    assert asked == set(range(last + 1)), sorted(set(range(last + 1)) ^ asked)[:20]
+
+
+def stop_chain(name):
+    try:
+        cluster.psql("SELECT ethindex.stop(%s)" % lit(name))
+    except et.PsqlError:
+        pass
+
+
+def assert_no_crash():
+    log = cluster.log_text()
+    for bad in ("terminated by signal", "PANIC", "server process (PID"):
+        assert bad not in log, "server log has %r:\n%s" % (bad, cluster.log_tail(80))
+
+
+# ---------------------------------------------------------------------------
+# blocks per request
+# ---------------------------------------------------------------------------
+
+def test_small_blocks_grow_requests():
+    nblocks = 600
+    name, chain_id, replay_url = new_chain("small", small_blocks(nblocks))
+    try:
+        w = Watch(name)
+        st = wait_complete(w, nblocks - 1)
+        summary("small blocks", w, name)
+        batches = proxy.batches_of(name)
+        sizes = [len(b) for b in batches]
+        # starts small, then (about 9 kB per block against a 4 MB target)
+        # goes to the most blocks per request
+        assert sizes[0] <= 2, sizes[:10]
+        assert max(sizes) >= 50, sizes
+        assert max(sizes) <= ADAPT_MAX_BLOCKS, sizes
+        assert st["request_blocks"] >= 50, (st, w.samples[-10:])
+        assert w.max_blocks() >= 50, w.samples
+        # far fewer requests than blocks
+        assert len(batches) < nblocks / 10, (len(batches), sizes)
+        check_batches_cover(name, nblocks - 1)
+        check_complete(name, chain_id, replay_url, nblocks - 1)
+        assert status(name)["last_error"] is None, status(name)
+        assert_no_crash()
+    finally:
+        stop_chain(name)
+
+
+def test_large_blocks_keep_requests_small():
+    nblocks = 24
+    name, chain_id, replay_url = new_chain("large", large_blocks(nblocks))
+    try:
+        w = Watch(name)
+        st = wait_complete(w, nblocks - 1)
+        summary("large blocks", w, name)
+        sizes = [len(b) for b in proxy.batches_of(name)]
+        # about 1.5 MB per block (every sixth small) against 4 MB: 2 to 4
+        assert sizes[0] <= 2, sizes
+        assert max(sizes) <= 5, sizes
+        assert 1 <= st["request_blocks"] <= 5, (st, w.samples)
+        assert w.max_blocks() <= 5, w.samples
+        check_batches_cover(name, nblocks - 1)
+        check_complete(name, chain_id, replay_url, nblocks - 1)
+        assert status(name)["last_error"] is None, status(name)
+        assert_no_crash()
+    finally:
+        stop_chain(name)
+
+
+def test_fixed_batch_size_is_honoured():
+    nblocks, batch = 50, 7
+    name, chain_id, replay_url = new_chain("fixed", small_blocks(nblocks), batch_size=batch)
+    try:
+        w = Watch(name)
+        st = wait_complete(w, nblocks - 1)
+        assert st["request_blocks"] == batch, st
+        assert {s[0] for s in w.samples} == {batch}, w.samples
+        batches = proxy.batches_of(name)
+        for b in batches:
+            assert b[0] % batch == 0, "batch does not start at a multiple of %d: %r" % (batch, b)
+            if b[-1] != nblocks - 1:
+                assert len(b) == batch, "batch of %d blocks, want %d: %r" % (len(b), batch, b)
+        assert len(batches) == (nblocks + batch - 1) // batch, [len(b) for b in batches]
+        check_batches_cover(name, nblocks - 1)
+        check_complete(name, chain_id, replay_url, nblocks - 1)
+        assert_no_crash()
+    finally:
+        stop_chain(name)
+
+
+def test_receipts_fallback_with_adaptive_blocks():
+    """An endpoint without eth_getBlockReceipts: per-transaction receipts,
+    with adaptive blocks per request."""
+    nblocks = 120
+    pname = next_name("fallback")
+    fid = proxy.add_fault("method_not_found", chain=pname, method="eth_getBlockReceipts")
+    try:
+        name, chain_id, replay_url = new_chain("fallback", small_blocks(nblocks))
+        assert name == pname
+        w = Watch(name)
+        st = wait_complete(w, nblocks - 1)
+        summary("fallback", w, name)
+        assert st["request_blocks"] > 1 and w.max_blocks() >= 20, w.samples
+        assert max(len(b) for b in proxy.batches_of(name)) >= 20
+        proxy.clear_faults(fid)
+        check_batches_cover(name, nblocks - 1)
+        check_complete(name, chain_id, replay_url, nblocks - 1)
+        assert "does not support eth_getBlockReceipts" in cluster.log_text()
+        assert status(name)["last_error"] is None, status(name)
+        assert_no_crash()
+    finally:
+        proxy.clear_faults(fid)
+        stop_chain(pname)
+
+
+# ---------------------------------------------------------------------------
+# requests in flight
+# ---------------------------------------------------------------------------
+
+def test_max_requests_in_flight_pins_the_window():
+    """The GUC is the window's upper bound, also after a reload."""
+    pin = 2
+    nblocks = 120
+    cluster.set(ethindex__max_requests_in_flight=pin)
+    cluster.psql("SELECT pg_reload_conf()")
+    cluster.wait_until("SELECT current_setting('ethindex.max_requests_in_flight') = '%d'" % pin,
+                       timeout=10)
+    pname = next_name("pin")
+    delay_id = proxy.add_fault("delay", chain=pname, method="eth_getBlockByNumber", seconds=0.05)
+    try:
+        name, chain_id, replay_url = new_chain("pin", small_blocks(nblocks), batch_size=1)
+        assert name == pname
+        w = Watch(name)
+        wait_complete(w, nblocks - 1)
+        summary("pinned", w, name)
+        assert w.max_window() == pin, w.samples
+        proxy.clear_faults(delay_id)
+        check_complete(name, chain_id, replay_url, nblocks - 1)
+    finally:
+        proxy.clear_faults(delay_id)
+        stop_chain(pname)
+        cluster.set(ethindex__max_requests_in_flight=MAX_IN_FLIGHT)
+        cluster.psql("SELECT pg_reload_conf()")
+        cluster.wait_until("SELECT current_setting('ethindex.max_requests_in_flight') = '%d'"
+                           % MAX_IN_FLIGHT, timeout=10)
+
+
+def fault_drops_window(label, fault, nblocks, bad, batch_size, delay=0.1):
+    """A node that takes "delay" seconds per block request (concurrency
+    pays), then answers the request with block "bad" with the given fault
+    until cleared.  Returns the Watch."""
+    pname = next_name(label)
+    delay_id = proxy.add_fault("delay", chain=pname, method="eth_getBlockByNumber",
+                               seconds=delay)
+    fault = dict(fault)
+    fid = proxy.add_fault(fault.pop("kind"), chain=pname, block=bad, **fault)
+    try:
+        name, chain_id, replay_url = new_chain(label, small_blocks(nblocks),
+                                               batch_size=batch_size)
+        assert name == pname
+        w = Watch(name)
+        err = w.until(lambda st: st["state"] == "error", ERROR_WAIT, "error state")
+        peak_window, peak_blocks = w.max_window(), w.max_blocks()
+        assert peak_window >= 2, \
+            "window never grew above 1 before the fault: %r" % w.samples
+        assert err["indexed_through"] is None or err["indexed_through"] < bad, err
+        # the fault persists: every failed attempt halves the window
+        want_window = max(1, peak_window // 2)
+        st = w.until(lambda st: st["request_window"] <= want_window and
+                     (batch_size is not None or st["request_blocks"] <= max(1, peak_blocks // 2)),
+                     ERROR_WAIT, "request_window <= %d after the fault" % want_window)
+        assert st["state"] == "error", st
+        if batch_size is not None:
+            assert {s[0] for s in w.samples} == {batch_size}, w.samples
+        # recovery
+        proxy.clear_faults(fid)
+        proxy.clear_faults(delay_id)
+        wait_complete(w, nblocks - 1)
+        print("   %s: window peak %d before the fault, %d while failing; blocks peak %s, %s"
+              % (label, peak_window, st["request_window"], peak_blocks, st["request_blocks"]))
+        summary(label, w, name)
+        check_complete(name, chain_id, replay_url, nblocks - 1)
+        w.until(lambda st: st["state"] == "running", 10, "state running")
+        assert_no_crash()
+        return w
+    finally:
+        proxy.clear_faults(fid)
+        proxy.clear_faults(delay_id)
+        stop_chain(pname)
+
+
+def test_http_500_halves_window():
+    fault_drops_window("w500", {"kind": "http_status", "status": 500},
+                       nblocks=300, bad=220, batch_size=2)
+
+
+def test_http_429_halves_window_and_blocks():
+    fault_drops_window("w429", {"kind": "http_status", "status": 429, "retry_after": 1},
+                       nblocks=400, bad=330, batch_size=None, delay=0.15)
+
+
+def test_launcher_stayed_up():
+    """The launcher never failed after setup (it may exit once before the
+    database exists)."""
+    log = cluster.log_text()[_log_mark[0]:]
+    lines = [l for l in log.splitlines()
+             if 'background worker "ethindex launcher"' in l and "exited" in l]
+    assert not lines, "the launcher failed:\n%s" % "\n".join(lines[:6])
