@@ -287,7 +287,10 @@ def main():
     ap.add_argument("--transactions", type=int, default=1000000)
     ap.add_argument("--txs-per-block", type=int, default=150)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--batch-size", type=int, default=10, help="blocks per JSON-RPC request")
+    ap.add_argument("--batch-size", type=int, default=10,
+                    help="blocks per JSON-RPC request of plainfetch")
+    ap.add_argument("--ethindex-batch-size", default="adaptive",
+                    help="the chains' batch_size: a number, or 'adaptive' (NULL)")
     ap.add_argument("--inflight", type=int, default=8, help="ethindex.max_requests_in_flight")
     ap.add_argument("--queue-size", default="256MB", help="ethindex.queue_size")
     ap.add_argument("--writer-batch", type=int, default=100, help="ethindex.writer_batch_blocks")
@@ -320,6 +323,7 @@ def main():
         log("   %.0f tx/s, %.0f blocks/s, %.1f MB/s, %.0f bytes per transaction"
             % (pf["tx_per_s"], pf["blocks_per_s"], pf["mb_per_s"], pf["bytes"] / max(pf["transactions"], 1)))
 
+        ethindex_batch = None if args.ethindex_batch_size == "adaptive" else int(args.ethindex_batch_size)
         cluster = PgCluster(os.path.join(workdir, "pg"), free_port(58200, 58299), settings={
             "shared_buffers": "2GB",
             "max_wal_size": "16GB",
@@ -351,7 +355,7 @@ def main():
         runs = []
         for run in range(args.runs):
             log("== ethindex run %d of %d: blocks %d..%d" % (run + 1, args.runs, first, last))
-            m = ingest(cluster, "synth", synth.url, 1337, first, last, args.batch_size,
+            m = ingest(cluster, "synth", synth.url, 1337, first, last, ethindex_batch,
                        args.partition_size)
             m["json_bytes"] = pf["bytes"]
             runs.append(m)
@@ -411,7 +415,7 @@ def main():
             for run in range(args.runs):
                 apf = plain_fetch(anvil.url, 1, head, args.batch_size, args.inflight)
                 plain_rates.append(apf["tx_per_s"])
-                am = ingest(cluster, "anvil", anvil.url, 31337, 1, head, args.batch_size,
+                am = ingest(cluster, "anvil", anvil.url, 31337, 1, head, ethindex_batch,
                             args.partition_size,
                             sample_memory=False)
                 ethindex_rates.append(am["transactions"] / am["seconds"])
