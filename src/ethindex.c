@@ -186,8 +186,8 @@ define_gucs(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("ethindex.max_requests_in_flight",
-							gettext_noop("JSON-RPC requests a fetcher keeps in flight at once."),
-							NULL,
+							gettext_noop("Most JSON-RPC requests a fetcher keeps in flight at once."),
+							gettext_noop("Within this bound the fetcher adapts the number to the node."),
 							&ethindex_max_requests_in_flight,
 							4, 1, 64,
 							PGC_SIGHUP,

@@ -34,7 +34,9 @@
  *	    successful requests.
  *
  *	  - Requests in flight ("window"), between 1 and the manual upper bound
- *	    ethindex.max_requests_in_flight (at most WINDOW_MAX); it starts at 1.
+ *	    ethindex.max_requests_in_flight (at most WINDOW_MAX); it starts at the
+ *	    upper bound (a local node serves concurrent requests at once; a
+ *	    provider that cannot says so with errors or growing latency).
  *	    Completed requests are measured in epochs of at least
  *	    Max(2 * window, ADAPT_EPOCH_REQUESTS) requests and
  *	    ADAPT_EPOCH_MIN_MS: throughput (response bytes per second of wall
@@ -649,7 +651,7 @@ sizing_init(FetcherState *st)
 {
 	st->blocks_ceiling = ADAPT_MAX_BLOCKS;
 	st->request_blocks = st->batch_size > 0 ? st->batch_size : ADAPT_FIRST_BLOCKS;
-	st->window_limit = 1;
+	st->window_limit = window_cap();
 	epoch_restart(st);
 	publish_sizing(st);
 }
