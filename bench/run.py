@@ -81,7 +81,9 @@ class Synthnode:
                 break
             except Exception:
                 if time.time() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError("synthnode did not start")
+                    stop_process(self.proc)
+                    raise RuntimeError("synthnode did not start: %s"
+                                       % (self.proc.stderr.read() or "").strip()[-2000:])
                 time.sleep(0.05)
 
     def stop(self):
@@ -147,7 +149,7 @@ def ingest(cluster, name, url, chain_id, first, last, batch_size, partition_size
                     cpu[p] = proc_cpu_seconds(p)
             except FileNotFoundError:
                 pids = []
-        time.sleep(0.05)
+        time.sleep(0.25)   # each poll is a psql process: keep the harness light
     seconds = time.monotonic() - t0
     pids = pids or chain_pids(cluster, name)
     for p in pids:

@@ -92,6 +92,7 @@ typedef struct InsertTarget
 	Relation	rel;
 	ResultRelInfo *rri;
 	BulkInsertState bistate;
+	TupleDesc	slot_desc;		/* unpinned copy of the partition's descriptor */
 	TupleTableSlot *slots[WRITER_BUFFERED_TUPLES];
 	int			nslots_created;
 	int			nbuffered;
@@ -517,7 +518,17 @@ add_row(WriterState *ws, InsertTarget *target, EState *estate, CommandId cid,
 							desc->columns[a].name, desc->name, block)));
 
 	if (target->nbuffered == target->nslots_created)
-		target->slots[target->nslots_created++] = table_slot_create(target->rel, NULL);
+	{
+		/*
+		 * Slots made from the relcache's descriptor would each pin it in
+		 * the resource owner, thousands of entries under one key per batch;
+		 * a copy is not reference-counted.
+		 */
+		if (target->slot_desc == NULL)
+			target->slot_desc = CreateTupleDescCopy(RelationGetDescr(target->rel));
+		target->slots[target->nslots_created++] =
+			MakeSingleTupleTableSlot(target->slot_desc, table_slot_callbacks(target->rel));
+	}
 	slot = target->slots[target->nbuffered];
 	ExecClearTuple(slot);
 	memcpy(slot->tts_values, values, sizeof(Datum) * desc->natts);
