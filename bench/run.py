@@ -299,6 +299,8 @@ def main():
     ap.add_argument("--insert-workers", type=int, default=2, help="ethindex.insert_workers")
     ap.add_argument("--partition-size", type=int, default=1000,
                     help="blocks per partition (backfill partitions are indexed when complete)")
+    ap.add_argument("--parallel-index-workers", type=int, default=2,
+                    help="max_parallel_maintenance_workers (index builds of completed partitions)")
     ap.add_argument("--no-defer-indexes", action="store_true",
                     help="ethindex.defer_indexes = off: maintain every index while loading")
     ap.add_argument("--anvil-transactions", type=int, default=40000)
@@ -338,6 +340,7 @@ def main():
             "ethindex.insert_workers": args.insert_workers,
             "ethindex.defer_indexes": "off" if args.no_defer_indexes else "on",
             "maintenance_work_mem": "256MB",
+            "max_parallel_maintenance_workers": args.parallel_index_workers,
         }).init().start()
         cluster.createdb("ethindex_test")
         cluster.psql("CREATE EXTENSION ethindex")
