@@ -182,24 +182,37 @@ $$;
 /*
  * _index_partition: create the primary keys and indexes of the partitions
  * of one chain starting at first_block, those that do not exist yet, and
- * mark the range indexed.  Hashes are looked up by equality only: hash
+ * mark the range indexed.  Returns the number of indexes built, or -1 when
+ * p_wait is false and another session is indexing the range.  Hashes are looked up by equality only: hash
  * indexes, which cost 12-20 % less than B-trees on random 32-byte keys.
  * Uses maintenance_work_mem and max_parallel_maintenance_workers.  No
  * ANALYZE here: autovacuum analyzes a freshly loaded partition within a
  * minute or so (it cost a third as much as the index builds).
  */
-CREATE FUNCTION _index_partition(p_chain_id bigint, p_first_block bigint)
+CREATE FUNCTION _index_partition(p_chain_id bigint, p_first_block bigint,
+								 p_wait boolean DEFAULT true)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	def		text[];
+	tbl		text;
 	pname	text;
 	created	integer := 0;
+	lockkey	bigint := hashtextextended(format('ethindex index of chain %s at %s', p_chain_id, p_first_block), 0);
 BEGIN
-	PERFORM ethindex._lock_partitions(p_chain_id);
-	/* table, index name suffix, definition ("pkey" is the primary key) */
+	/* one builder per block range; the other insert workers go on */
+	IF p_wait THEN
+		PERFORM pg_advisory_xact_lock(lockkey);
+	ELSIF NOT pg_try_advisory_xact_lock(lockkey) THEN
+		RETURN -1;
+	END IF;
+	/*
+	 * All indexes first, primary keys as unique indexes (SHARE locks:
+	 * readers go on); then the primary key constraints, which need ACCESS
+	 * EXCLUSIVE locks, held only from there to the commit.
+	 */
 	FOREACH def SLICE 1 IN ARRAY ARRAY[
 		['blocks', 'pkey', '(chain_id, number)'],
 		['blocks', 'hash_idx', 'USING hash (hash)'],
@@ -220,20 +233,18 @@ BEGIN
 				USING ERRCODE = 'undefined_table';
 		END IF;
 		IF to_regclass(format('ethindex.%I', pname || '_' || def[2])) IS NULL THEN
-			IF def[2] = 'pkey' THEN
-				/*
-				 * Built as a unique index (a SHARE lock: readers go on), then
-				 * made the primary key, which needs a brief ACCESS EXCLUSIVE.
-				 */
-				EXECUTE format('CREATE UNIQUE INDEX %I ON ethindex.%I %s',
-							   pname || '_pkey', pname, def[3]);
-				EXECUTE format('ALTER TABLE ethindex.%I ADD CONSTRAINT %I PRIMARY KEY USING INDEX %I',
-							   pname, pname || '_pkey', pname || '_pkey');
-			ELSE
-				EXECUTE format('CREATE INDEX %I ON ethindex.%I %s',
-							   pname || '_' || def[2], pname, def[3]);
-			END IF;
+			EXECUTE format('CREATE %s INDEX %I ON ethindex.%I %s',
+						   CASE WHEN def[2] = 'pkey' THEN 'UNIQUE' ELSE '' END,
+						   pname || '_' || def[2], pname, def[3]);
 			created := created + 1;
+		END IF;
+	END LOOP;
+	FOREACH tbl IN ARRAY ARRAY['blocks', 'transactions', 'logs', 'withdrawals'] LOOP
+		pname := ethindex._partition_name(tbl, p_chain_id, p_first_block);
+		IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
+					   WHERE conrelid = format('ethindex.%I', pname)::regclass AND contype = 'p') THEN
+			EXECUTE format('ALTER TABLE ethindex.%I ADD CONSTRAINT %I PRIMARY KEY USING INDEX %I',
+						   pname, pname || '_pkey', pname || '_pkey');
 		END IF;
 	END LOOP;
 	UPDATE ethindex.partitions SET indexed_at = now()
@@ -633,7 +644,7 @@ REVOKE ALL ON FUNCTION start(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION stop(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION remove_chain(text, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _ensure_partitions(bigint, bigint, bigint, bigint, bigint) FROM PUBLIC;
-REVOKE ALL ON FUNCTION _index_partition(bigint, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _index_partition(bigint, bigint, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _discard_above_checkpoint(bigint, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _lock_partitions(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _drop_partitions(bigint) FROM PUBLIC;

@@ -79,6 +79,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -390,6 +391,8 @@ verify_endpoint(FetcherState *st)
 		ereport(LOG,
 				(errmsg("ethindex chain \"%s\" has chain id " INT64_FORMAT " (from %s)",
 						st->name, node_chain_id, endpoint->display)));
+		/* data kept from an earlier registration may lie above the checkpoint */
+		discard_above_checkpoint(st);
 	}
 	else if (st->chain_id != node_chain_id)
 		ereport(ERROR,
@@ -949,6 +952,9 @@ ethindex_fetcher_main(Datum main_arg)
 
 	BackgroundWorkerInitializeConnection(ethindex_database, NULL, 0);
 	pgstat_report_appname(psprintf("ethindex fetcher %s", st.name));
+	/* a database's timeouts would abort the discard of a large range */
+	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
 
 	fetcher_context = AllocSetContextCreate(TopMemoryContext, "ethindex fetcher",
 											ALLOCSET_DEFAULT_SIZES);

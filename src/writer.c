@@ -25,7 +25,10 @@
  *	      under the slot's spinlock, by a check whether a pending range now
  *	      starts at the checkpoint; whoever sees one moves the checkpoint in
  *	      a small transaction of its own.  Of two writers racing, at least
- *	      the later one sees the other's change, so no range is forgotten.
+ *	      the later one sees the other's change, so no range is forgotten;
+ *	    - when the table of pending ranges is full, a writer waits to
+ *	      announce, unless the checkpoint has reached its own range: then it
+ *	      moves the checkpoint over it itself (no one else knows of it).
  *	  The progress row is locked FOR UPDATE only at the end of a batch, so
  *	  the writers insert in parallel and serialize just for the checkpoint.
  *	  A range is announced only after its transaction committed, so the
@@ -35,8 +38,9 @@
  *
  *	  When the checkpoint passes the end of a partition loaded without
  *	  indexes (ethindex.defer_indexes), the writer that moved it builds the
- *	  partition's indexes, one transaction per partition, while the other
- *	  writers go on.
+ *	  partition's indexes once it has no more checkpoint moves to make, one
+ *	  transaction per partition, while the other writers go on; a range
+ *	  another writer is already indexing is skipped.
  *
  *	  Any error ends the worker (after publishing the error in the chain's
  *	  status); the launcher restarts the chain, and the fetcher starts again
@@ -67,6 +71,7 @@
 #include "storage/ipc.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -81,7 +86,7 @@
 #define WRITER_BUFFERED_TUPLES	1000
 /* Bytes of queue records a writer takes into one transaction at most */
 #define WRITER_BATCH_BYTES		((Size) 256 * 1024 * 1024)
-/* An idle first insert worker indexes the partial partition after this */
+/* The first insert worker indexes the partial partition after this long idle */
 #define WRITER_IDLE_INDEX_MS	10000
 
 /* A partition being written in the current transaction */
@@ -112,6 +117,9 @@ typedef struct WriterState
 	int64		partition_size;
 	int			confirmations;
 	int64		partitions_through;	/* partitions exist up to this block */
+	/* checkpoint moves this worker committed since it last indexed, -1 none */
+	int64		moved_from;
+	int64		moved_to;
 	MemoryContext batch_context;
 } WriterState;
 
@@ -387,18 +395,29 @@ find_unindexed_work(WriterState *ws, void *arg)
 	}
 }
 
+typedef struct IndexJob
+{
+	int64		first_block;
+	int			built;			/* out: indexes built, -1 if another worker builds */
+} IndexJob;
+
 static void
 index_partition_work(WriterState *ws, void *arg)
 {
-	int64		first_block = *(int64 *) arg;
+	IndexJob   *job = (IndexJob *) arg;
 	Oid			argtypes[2] = {INT8OID, INT8OID};
 	Datum		args[2];
+	bool		isnull;
 
 	args[0] = Int64GetDatum(ws->chain_id);
-	args[1] = Int64GetDatum(first_block);
-	if (SPI_execute_with_args("SELECT ethindex._index_partition($1, $2)",
-							  2, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
+	args[1] = Int64GetDatum(job->first_block);
+	/* without waiting: a range another worker is indexing is skipped */
+	if (SPI_execute_with_args("SELECT ethindex._index_partition($1, $2, false)",
+							  2, argtypes, args, NULL, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
 		elog(ERROR, "could not index a partition of chain \"%s\"", ws->name);
+	job->built = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 1, &isnull));
 }
 
 /*
@@ -424,8 +443,13 @@ index_partitions(WriterState *ws, int64 below, bool include_partial)
 		int			usecs;
 		char	   *activity = psprintf("indexing partitions of blocks " INT64_FORMAT " to " INT64_FORMAT,
 										first, first + ws->partition_size - 1);
+		IndexJob	job;
 
-		run_in_transaction(ws, activity, index_partition_work, &first);
+		job.first_block = first;
+		job.built = 0;
+		run_in_transaction(ws, activity, index_partition_work, &job);
+		if (job.built <= 0)
+			continue;			/* another insert worker is on it, or was */
 		TimestampDifference(started, GetCurrentTimestamp(), &secs, &usecs);
 		ereport(LOG,
 				(errmsg("ethindex chain \"%s\": indexed the partitions of blocks " INT64_FORMAT " to " INT64_FORMAT " in %ld.%01d s",
@@ -571,14 +595,16 @@ parent_mismatch(WriterState *ws, const DecodedBlock *block, const uint8 *expecte
 }
 
 /*
- * Follow the pending ranges that continue the checkpoint (*next, hash):
- * move it past each, checking that the range's first block names the
- * checkpoint's hash as its parent.
+ * Follow the pending ranges (and "own", a committed range not announced
+ * yet, if given) that continue the checkpoint (*next, hash): move it past
+ * each, checking that the range's first block names the checkpoint's hash
+ * as its parent.
  */
 static void
-merge_pending(WriterState *ws, int64 *next, uint8 *hash, bool *have_hash)
+merge_pending(WriterState *ws, int64 *next, uint8 *hash, bool *have_hash,
+			  const PendingRange *own)
 {
-	PendingRange ranges[ETHINDEX_MAX_PENDING_RANGES];
+	PendingRange ranges[ETHINDEX_MAX_PENDING_RANGES + 1];
 	int			n;
 	bool		found;
 
@@ -586,6 +612,8 @@ merge_pending(WriterState *ws, int64 *next, uint8 *hash, bool *have_hash)
 	n = ws->slot->npending;
 	memcpy(ranges, ws->slot->pending, sizeof(PendingRange) * n);
 	SpinLockRelease(&ws->slot->mutex);
+	if (own != NULL)
+		ranges[n++] = *own;
 
 	do
 	{
@@ -646,52 +674,36 @@ publish_checkpoint(WriterState *ws, int64 next)
 	return can_move;
 }
 
-/*
- * Announce a batch committed above the checkpoint; tell whether a pending
- * range (this one or another) now continues the checkpoint.  Waits while
- * the table of pending ranges is full: the writer holding the batch at the
- * checkpoint empties it when it commits.
- */
-static bool
-announce_pending(WriterState *ws, const DecodedBlock *first, const DecodedBlock *last)
+/* Remember that this worker committed a move of the checkpoint. */
+static void
+note_move(WriterState *ws, int64 old_next, int64 new_next)
 {
-	ChainSlot  *slot = ws->slot;
-
-	for (;;)
-	{
-		bool		can_move;
-
-		SpinLockAcquire(&slot->mutex);
-		if (slot->npending < ETHINDEX_MAX_PENDING_RANGES)
-		{
-			PendingRange *range = &slot->pending[slot->npending++];
-
-			range->first = first->number;
-			range->last = last->number;
-			memcpy(range->first_parent_hash, first->parent_hash, 32);
-			memcpy(range->last_hash, last->hash, 32);
-			can_move = checkpoint_can_move(slot);
-			SpinLockRelease(&slot->mutex);
-			return can_move;
-		}
-		SpinLockRelease(&slot->mutex);
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 10, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-	}
+	if (new_next <= old_next)
+		return;
+	if (ws->moved_from < 0 || old_next < ws->moved_from)
+		ws->moved_from = old_next;
+	ws->moved_to = Max(ws->moved_to, new_next);
 }
 
-/* Build the deferred indexes of partitions the checkpoint just passed. */
+/*
+ * After this worker's moves of the checkpoint (and only then, so that no
+ * pending range waits for an index build): build the deferred indexes of
+ * the partitions the checkpoint passed.
+ */
 static void
-checkpoint_passed(WriterState *ws, int64 old_next, int64 new_next)
+index_passed_partitions(WriterState *ws)
 {
-	if (old_next / ws->partition_size != new_next / ws->partition_size)
-		index_partitions(ws, new_next, false);
+	int64		from = ws->moved_from;
+	int64		to = ws->moved_to;
+
+	ws->moved_from = ws->moved_to = -1;
+	if (from >= 0 && from / ws->partition_size != to / ws->partition_size)
+		index_partitions(ws, to, false);
 }
 
 typedef struct CheckpointMove
 {
+	const PendingRange *own;	/* a committed, unannounced range, or NULL */
 	int64		old_next;
 	int64		new_next;
 } CheckpointMove;
@@ -709,7 +721,7 @@ move_checkpoint_work(WriterState *ws, void *arg)
 	next = cp.next_block;
 	memcpy(hash, cp.last_hash, 32);
 	have_hash = cp.have_hash;
-	merge_pending(ws, &next, hash, &have_hash);
+	merge_pending(ws, &next, hash, &have_hash, move->own);
 	if (next != cp.next_block)
 		write_checkpoint(ws, next, hash);
 	move->old_next = cp.next_block;
@@ -717,21 +729,57 @@ move_checkpoint_work(WriterState *ws, void *arg)
 }
 
 /*
- * Move the checkpoint past the pending ranges that continue it, in
- * transactions of their own, until none does.
+ * Move the checkpoint once, in a transaction of its own, past the pending
+ * ranges (and "own") that continue it; tell whether another range continues
+ * it then.
  */
-static void
-move_checkpoint(WriterState *ws)
+static bool
+move_checkpoint_once(WriterState *ws, const PendingRange *own)
 {
-	bool		can_move = true;
+	CheckpointMove move;
 
-	while (can_move)
+	move.own = own;
+	run_in_transaction(ws, "moving the checkpoint", move_checkpoint_work, &move);
+	note_move(ws, move.old_next, move.new_next);
+	return publish_checkpoint(ws, move.new_next);
+}
+
+/*
+ * Announce a range committed above the checkpoint; tell whether a pending
+ * range (this one or another) now continues the checkpoint.
+ *
+ * While the table of pending ranges is full, wait, unless the checkpoint
+ * has come to this very range (its writer committed the batch before and
+ * found the table full too): then move the checkpoint over it directly,
+ * since nobody else can.
+ */
+static bool
+announce_pending(WriterState *ws, const PendingRange *own)
+{
+	ChainSlot  *slot = ws->slot;
+
+	for (;;)
 	{
-		CheckpointMove move;
+		bool		can_move;
+		bool		at_checkpoint;
 
-		run_in_transaction(ws, "moving the checkpoint", move_checkpoint_work, &move);
-		can_move = publish_checkpoint(ws, move.new_next);
-		checkpoint_passed(ws, move.old_next, move.new_next);
+		SpinLockAcquire(&slot->mutex);
+		if (slot->npending < ETHINDEX_MAX_PENDING_RANGES)
+		{
+			slot->pending[slot->npending++] = *own;
+			can_move = checkpoint_can_move(slot);
+			SpinLockRelease(&slot->mutex);
+			return can_move;
+		}
+		at_checkpoint = slot->checkpoint_next == own->first;
+		SpinLockRelease(&slot->mutex);
+
+		if (at_checkpoint)
+			return move_checkpoint_once(ws, own);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
 	}
 }
 
@@ -843,7 +891,7 @@ store_batch(WriterState *ws, DecodedBlock *blocks, int nblocks)
 			parent_mismatch(ws, &blocks[first], cp.last_hash);
 		new_next = last->number + 1;
 		memcpy(new_hash, last->hash, 32);
-		merge_pending(ws, &new_next, new_hash, &have_hash);
+		merge_pending(ws, &new_next, new_hash, &have_hash, NULL);
 		write_checkpoint(ws, new_next, new_hash);
 	}
 
@@ -856,17 +904,25 @@ store_batch(WriterState *ws, DecodedBlock *blocks, int nblocks)
 	/* only now, committed, may the batch count for the checkpoint */
 	chain_record_commit(ws->slot, nblocks - first, (int) transactions);
 	if (in_order)
+	{
+		note_move(ws, cp.next_block, new_next);
 		can_move = publish_checkpoint(ws, new_next);
+	}
 	else
 	{
+		PendingRange own;
+
 		elog(DEBUG1, "ethindex chain \"%s\": insert worker %d committed blocks " INT64_FORMAT " to " INT64_FORMAT " ahead of the checkpoint",
 			 ws->name, ws->index, blocks[first].number, last->number);
-		can_move = announce_pending(ws, &blocks[first], last);
+		own.first = blocks[first].number;
+		own.last = last->number;
+		memcpy(own.first_parent_hash, blocks[first].parent_hash, 32);
+		memcpy(own.last_hash, last->hash, 32);
+		can_move = announce_pending(ws, &own);
 	}
-	if (in_order)
-		checkpoint_passed(ws, cp.next_block, new_next);
-	if (can_move)
-		move_checkpoint(ws);
+	while (can_move)
+		can_move = move_checkpoint_once(ws, NULL);
+	index_passed_partitions(ws);
 }
 
 /* This process's insert worker number, for writer_detach() */
@@ -942,7 +998,8 @@ writer_load_config(WriterState *ws, bool required)
 static void
 writer_loop(WriterState *ws, MemoryContext writer_context)
 {
-	TimestampTz last_batch_at = GetCurrentTimestamp();
+	TimestampTz progress_at = GetCurrentTimestamp();
+	int64		seen_next = -1;
 	bool		idle_indexed = false;
 
 	/* the first worker finishes what an earlier run left unindexed */
@@ -969,26 +1026,36 @@ writer_loop(WriterState *ws, MemoryContext writer_context)
 			if (!ws->have_config)
 				writer_load_config(ws, true);
 			store_batch(ws, blocks, nblocks);
-			last_batch_at = GetCurrentTimestamp();
-			idle_indexed = false;
 		}
-		else if (ws->index == 0 && ws->have_config && !idle_indexed &&
-				 TimestampDifferenceExceeds(last_batch_at, GetCurrentTimestamp(),
-											WRITER_IDLE_INDEX_MS))
+		else if (ws->index == 0 && ws->have_config)
 		{
 			/*
-			 * Nothing to store for a while (the node stalls, or the chain
-			 * was caught up inside a partition created for backfill):
-			 * index what has been stored, the partial partition too.
+			 * The chain is idle when the checkpoint has not moved and the
+			 * queue stayed empty for a while (the node stalls, or the chain
+			 * caught up inside a partition created for backfill): then index
+			 * what has been stored, the partial partition too.
 			 */
 			int64		next;
+			int32		queued;
+			Size		queued_bytes;
 
 			SpinLockAcquire(&ws->slot->mutex);
 			next = ws->slot->checkpoint_next;
 			SpinLockRelease(&ws->slot->mutex);
-			if (next >= 0)
+			queue_stats(&ws->slot->queue, &queued, &queued_bytes);
+			if (next != seen_next || queued > 0)
+			{
+				seen_next = next;
+				progress_at = GetCurrentTimestamp();
+				idle_indexed = false;
+			}
+			else if (!idle_indexed && next >= 0 &&
+					 TimestampDifferenceExceeds(progress_at, GetCurrentTimestamp(),
+												WRITER_IDLE_INDEX_MS))
+			{
 				index_partitions(ws, next, true);
-			idle_indexed = true;
+				idle_indexed = true;
+			}
 		}
 		MemoryContextSwitchTo(writer_context);
 	}
@@ -1005,6 +1072,7 @@ ethindex_writer_main(Datum main_arg)
 	strlcpy(ws.name, ((ChainWorkerArgs *) MyBgworkerEntry->bgw_extra)->name, sizeof(ws.name));
 	ws.index = ((ChainWorkerArgs *) MyBgworkerEntry->bgw_extra)->writer_index;
 	ws.partitions_through = -1;
+	ws.moved_from = ws.moved_to = -1;
 	if (ws.index < 0 || ws.index >= ETHINDEX_MAX_INSERT_WORKERS)
 		elog(FATAL, "invalid insert worker number %d", ws.index);
 
@@ -1025,6 +1093,13 @@ ethindex_writer_main(Datum main_arg)
 
 	BackgroundWorkerInitializeConnection(ethindex_database, NULL, 0);
 	pgstat_report_appname(psprintf("ethindex writer %d %s", ws.index, ws.name));
+
+	/*
+	 * Timeouts set for the database or role would abort index builds and
+	 * waits for the checkpoint row midway, restarting the chain in a loop.
+	 */
+	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
 
 	writer_context = AllocSetContextCreate(TopMemoryContext, "ethindex writer",
 										   ALLOCSET_DEFAULT_SIZES);
