@@ -52,6 +52,7 @@ int			ethindex_writer_batch_blocks = 100;
 int			ethindex_retry_max_ms = 30000;
 int			ethindex_insert_workers = 2;
 bool		ethindex_defer_indexes = true;
+int			ethindex_max_pending_ranges = ETHINDEX_MAX_PENDING_RANGES;
 
 EthindexShared *ethindex_shared = NULL;
 
@@ -220,6 +221,15 @@ define_gucs(void)
 							 PGC_SIGHUP,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("ethindex.max_pending_ranges",
+							gettext_noop("Batches an insert worker may commit ahead of the checkpoint, per chain (developer option for tests)."),
+							NULL,
+							&ethindex_max_pending_ranges,
+							ETHINDEX_MAX_PENDING_RANGES, 1, ETHINDEX_MAX_PENDING_RANGES,
+							PGC_SIGHUP,
+							GUC_NOT_IN_SAMPLE,
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("ethindex.retry_max_delay",
 							gettext_noop("Longest wait between retries after a failed request or block."),

@@ -68,6 +68,7 @@ extern int	ethindex_writer_batch_blocks;
 extern int	ethindex_retry_max_ms;
 extern int	ethindex_insert_workers;
 extern bool ethindex_defer_indexes;
+extern int	ethindex_max_pending_ranges;
 
 /* Run state of a chain as seen by its workers */
 typedef enum ChainRunState

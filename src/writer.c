@@ -764,7 +764,7 @@ announce_pending(WriterState *ws, const PendingRange *own)
 		bool		at_checkpoint;
 
 		SpinLockAcquire(&slot->mutex);
-		if (slot->npending < ETHINDEX_MAX_PENDING_RANGES)
+		if (slot->npending < Min(ethindex_max_pending_ranges, ETHINDEX_MAX_PENDING_RANGES))
 		{
 			slot->pending[slot->npending++] = *own;
 			can_move = checkpoint_can_move(slot);

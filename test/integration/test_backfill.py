@@ -5,7 +5,10 @@ indexes.
 A synthetic chain of 2,500 blocks (test/lib/synthchain.py: every
 transaction type, logs, withdrawals) is served by the replay server; the
 cluster runs 4 insert workers per chain taking batches of 3 blocks, so
-batches commit out of order, and partitions of 1,000 blocks.
+batches commit out of order, with room for a single batch ahead of the
+checkpoint (so that workers wait for it, and a worker whose batch reached
+the checkpoint before it could announce it must move the checkpoint itself),
+and partitions of 1,000 blocks.
 
 - Partitions wholly below the node's head are loaded without indexes; the
   checkpoint passing a partition's end builds its primary keys and indexes;
@@ -43,6 +46,9 @@ INDEXES_PER_PARTITION = 12      # over the four tables, primary keys included
 SETTINGS = {
     "ethindex.insert_workers": 4,
     "ethindex.writer_batch_blocks": 3,
+    # one batch at most ahead of the checkpoint: the workers often find the
+    # table of pending ranges full, also with their own range at the checkpoint
+    "ethindex.max_pending_ranges": 1,
     "ethindex.retry_max_delay": 500,
     "log_min_messages": "debug1",
 }
