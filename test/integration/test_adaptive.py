@@ -26,9 +26,7 @@ Run:  runuser -u ethindex -- python3 test/integration/run.py -k adaptive
 import collections
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -118,15 +116,8 @@ def setup_module(module=None):
     try:
         replay = RpcServer(et.free_port(PORT_BASE, PORT_BASE + 10)).start()
         proxy = RecordingProxy(et.free_port(PORT_BASE + 10, PORT_BASE + 20)).start()
-        tmpdir = tempfile.mkdtemp(prefix="ethindex-adaptive-")
-        cluster = et.PgCluster(tmpdir, et.free_port(PORT_BASE + 20, PORT_BASE + 30),
-                               settings=SETTINGS)
-        cluster.init()
-        cluster.start()
-        cluster.createdb("ethindex_test")
-        cluster.psql("CREATE EXTENSION ethindex")
-        cluster.wait_until("SELECT count(*) = 1 FROM pg_stat_activity "
-                           "WHERE backend_type = 'ethindex launcher'", timeout=30)
+        cluster, tmpdir = et.start_extension_cluster(
+            "ethindex-adaptive-", et.free_port(PORT_BASE + 20, PORT_BASE + 30), SETTINGS)
         _log_mark[0] = len(cluster.log_text())
     except BaseException:
         teardown_module()
@@ -136,12 +127,7 @@ def setup_module(module=None):
 def teardown_module(module=None):
     global cluster, replay, proxy
     try:
-        if cluster is not None:
-            cluster.stop()
-            log = cluster.log_text()
-            if tmpdir and not os.environ.get("ETHINDEX_KEEP_TMP") and \
-                    "terminated by signal" not in log:
-                shutil.rmtree(tmpdir, ignore_errors=True)
+        et.stop_extension_cluster(cluster, tmpdir)
     finally:
         cluster = None
         for srv in (proxy, replay):

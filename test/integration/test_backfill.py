@@ -25,9 +25,7 @@ Run:  runuser -u ethindex -- python3 test/integration/run.py -k backfill
 
 import os
 import re
-import shutil
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
@@ -64,15 +62,8 @@ def setup_module(module=None):
     try:
         replay = RpcServer(et.free_port(PORT_BASE, PORT_BASE + 10)).start()
         replay.add_chain(Chain(CHAIN, CHAIN_ID, blocks))
-        tmpdir = tempfile.mkdtemp(prefix="ethindex-backfill-")
-        cluster = et.PgCluster(tmpdir, et.free_port(PORT_BASE + 10, PORT_BASE + 20),
-                               settings=SETTINGS)
-        cluster.init()
-        cluster.start()
-        cluster.createdb("ethindex_test")
-        cluster.psql("CREATE EXTENSION ethindex")
-        cluster.wait_until("SELECT count(*) = 1 FROM pg_stat_activity "
-                           "WHERE backend_type = 'ethindex launcher'", timeout=30)
+        cluster, tmpdir = et.start_extension_cluster(
+            "ethindex-backfill-", et.free_port(PORT_BASE + 10, PORT_BASE + 20), SETTINGS)
     except BaseException:
         teardown_module()
         raise
@@ -81,12 +72,7 @@ def setup_module(module=None):
 def teardown_module(module=None):
     global cluster, replay
     try:
-        if cluster is not None:
-            cluster.stop()
-            log = cluster.log_text()
-            if tmpdir and not os.environ.get("ETHINDEX_KEEP_TMP") and \
-                    "terminated by signal" not in log:
-                shutil.rmtree(tmpdir, ignore_errors=True)
+        et.stop_extension_cluster(cluster, tmpdir)
     finally:
         cluster = None
         if replay is not None:

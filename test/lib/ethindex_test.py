@@ -24,6 +24,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -300,6 +301,38 @@ class PgCluster:
                     "--- server log tail ---\n%s"
                     % (timeout, sql, last, self.log_tail()))
             time.sleep(interval)
+
+
+def start_extension_cluster(prefix, port, settings=None):
+    """A throwaway cluster in a new temporary directory (prefix), with
+    database ethindex_test, the extension created in it and its launcher
+    running.  Returns (cluster, tmpdir); on failure cleans up and raises."""
+    tmpdir = tempfile.mkdtemp(prefix=prefix)
+    cluster = PgCluster(tmpdir, port, settings=settings)
+    try:
+        cluster.init()
+        cluster.start()
+        cluster.createdb("ethindex_test")
+        cluster.psql("CREATE EXTENSION ethindex")
+        # the launcher may have exited once before the database existed;
+        # from here on it must not exit at all
+        cluster.wait_until("SELECT count(*) = 1 FROM pg_stat_activity "
+                           "WHERE backend_type = 'ethindex launcher'", timeout=30)
+    except BaseException:
+        stop_extension_cluster(cluster, tmpdir)
+        raise
+    return cluster, tmpdir
+
+
+def stop_extension_cluster(cluster, tmpdir):
+    """Stop a cluster of start_extension_cluster(); its directory is kept
+    when a process crashed or ETHINDEX_KEEP_TMP is set."""
+    if cluster is None:
+        return
+    cluster.stop()
+    if tmpdir and not os.environ.get("ETHINDEX_KEEP_TMP") and \
+            "terminated by signal" not in cluster.log_text():
+        shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 def _conf_value(v):
