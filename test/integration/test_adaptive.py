@@ -140,8 +140,7 @@ def teardown_module(module=None):
 # helpers
 # ---------------------------------------------------------------------------
 
-def lit(s):
-    return "'" + str(s).replace("'", "''") + "'"
+lit = et.sql_literal
 
 
 def next_name(label):
@@ -166,9 +165,7 @@ def new_chain(label, blocks, batch_size=None):
 
 
 def status(name):
-    rows = cluster.query("SELECT * FROM ethindex.chain_status WHERE name = %s" % lit(name))
-    assert len(rows) == 1, rows
-    return rows[0]
+    return cluster.chain_status(name)
 
 
 class Watch:
@@ -235,16 +232,11 @@ def check_batches_cover(name, last):
 
 
 def stop_chain(name):
-    try:
-        cluster.psql("SELECT ethindex.stop(%s)" % lit(name))
-    except et.PsqlError:
-        pass
+    cluster.stop_chain(name)
 
 
 def assert_no_crash():
-    log = cluster.log_text()
-    for bad in ("terminated by signal", "PANIC", "server process (PID"):
-        assert bad not in log, "server log has %r:\n%s" % (bad, cluster.log_tail(80))
+    cluster.assert_no_crash()
 
 
 # ---------------------------------------------------------------------------

@@ -85,9 +85,7 @@ def sc(sql):
 
 
 def status():
-    rows = cluster.query("SELECT * FROM ethindex.chain_status WHERE name = '%s'" % CHAIN)
-    assert len(rows) == 1, rows
-    return rows[0]
+    return cluster.chain_status(CHAIN)
 
 
 def wait_for(block, timeout=120):

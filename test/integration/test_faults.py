@@ -88,8 +88,7 @@ def teardown_module(module=None):
 # helpers
 # ---------------------------------------------------------------------------
 
-def lit(s):
-    return "'" + str(s).replace("'", "''") + "'"
+lit = et.sql_literal
 
 
 def next_name(label):
@@ -116,9 +115,7 @@ def new_chain(label, urls=None, batch_size=1, start=True):
 
 
 def status(name):
-    rows = cluster.query("SELECT * FROM ethindex.chain_status WHERE name = %s" % lit(name))
-    assert len(rows) == 1, rows
-    return rows[0]
+    return cluster.chain_status(name)
 
 
 def wait_for(name, block, timeout=CATCHUP_WAIT):
@@ -140,16 +137,11 @@ def check_complete(name, chain_id, replay_url, last=NBLOCKS - 1):
 
 
 def stop_chain(name):
-    try:
-        cluster.psql("SELECT ethindex.stop(%s)" % lit(name))
-    except et.PsqlError:
-        pass
+    cluster.stop_chain(name)
 
 
 def assert_no_crash():
-    log = cluster.log_text()
-    for bad in ("terminated by signal", "PANIC", "server process (PID"):
-        assert bad not in log, "server log has %r:\n%s" % (bad, cluster.log_tail(80))
+    cluster.assert_no_crash()
 
 
 def wait_error(name, expect, timeout=ERROR_WAIT):

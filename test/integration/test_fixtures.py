@@ -110,8 +110,7 @@ def teardown_module(module=None):
         _env = None
 
 
-def lit(s):
-    return "'" + str(s).replace("'", "''") + "'"
+lit = et.sql_literal
 
 
 def status_text(cluster, name):

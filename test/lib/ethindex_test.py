@@ -302,6 +302,31 @@ class PgCluster:
                     % (timeout, sql, last, self.log_tail()))
             time.sleep(interval)
 
+    def chain_status(self, name):
+        """The chain's row of ethindex.chain_status, as a dict."""
+        rows = self.query("SELECT * FROM ethindex.chain_status WHERE name = %s"
+                          % sql_literal(name))
+        assert len(rows) == 1, rows
+        return rows[0]
+
+    def stop_chain(self, name):
+        """ethindex.stop(name), ignoring errors (for clean-up)."""
+        try:
+            self.psql("SELECT ethindex.stop(%s)" % sql_literal(name))
+        except PsqlError:
+            pass
+
+    def assert_no_crash(self):
+        """No process of the server crashed or panicked."""
+        log = self.log_text()
+        for bad in ("terminated by signal", "PANIC", "server process (PID"):
+            assert bad not in log, "server log has %r:\n%s" % (bad, self.log_tail(80))
+
+
+def sql_literal(s):
+    """s as an SQL string literal."""
+    return "'" + str(s).replace("'", "''") + "'"
+
 
 def start_extension_cluster(prefix, port, settings=None):
     """A throwaway cluster in a new temporary directory (prefix), with
