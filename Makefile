@@ -16,9 +16,16 @@ OBJS = \
 	src/queue.o \
 	src/rpc.o \
 	src/jsonrpc.o \
+	src/spiutil.o \
 	src/launcher.o \
 	src/fetcher.o \
+	src/sizing.o \
+	src/headpoll.o \
+	src/fork.o \
 	src/writer.o \
+	src/insert.o \
+	src/checkpoint.o \
+	src/partitions.o \
 	src/sqlfuncs.o
 
 PG_CPPFLAGS = -I$(srcdir)/src -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare -Werror

@@ -14,19 +14,72 @@ CREATE TABLE chains (
 	chain_id		bigint UNIQUE CHECK (chain_id > 0),
 	rpc_urls		text[] NOT NULL CHECK (cardinality(rpc_urls) BETWEEN 1 AND 8),
 	start_block		bigint NOT NULL DEFAULT 0 CHECK (start_block >= 0),
-	confirmations	integer NOT NULL DEFAULT 12 CHECK (confirmations >= 0),
-	poll_interval	interval NOT NULL DEFAULT '1 second' CHECK (poll_interval >= '10 milliseconds' AND poll_interval <= '1 hour'),
+	confirmations	integer NOT NULL DEFAULT 0 CHECK (confirmations >= 0),
+	poll_interval	interval NOT NULL DEFAULT '50 milliseconds' CHECK (poll_interval >= '10 milliseconds' AND poll_interval <= '1 hour'),
 	partition_size	bigint NOT NULL DEFAULT 100000 CHECK (partition_size >= 1000),
 	batch_size		integer CHECK (batch_size BETWEEN 1 AND 1000),
+	max_reorg_depth	integer NOT NULL DEFAULT 64 CHECK (max_reorg_depth BETWEEN 1 AND 10000),
 	enabled			boolean NOT NULL DEFAULT false,
 	next_block		bigint NOT NULL CHECK (next_block >= start_block),
 	last_hash		bytea CHECK (octet_length(last_hash) = 32),
+	safe_through	bigint,
+	finalized_through bigint,
 	created_at		timestamptz NOT NULL DEFAULT now()
 );
-COMMENT ON TABLE chains IS 'Registered chains: configuration and the progress checkpoint (next_block, last_hash)';
+COMMENT ON TABLE chains IS 'Registered chains: configuration, the progress checkpoint (next_block, last_hash) and the finality marks';
 COMMENT ON COLUMN chains.next_block IS 'First block not yet stored; every block from start_block to next_block - 1 is committed';
 COMMENT ON COLUMN chains.last_hash IS 'Hash of block next_block - 1, NULL before the first block is stored';
 COMMENT ON COLUMN chains.batch_size IS 'Blocks per JSON-RPC request; NULL lets the fetcher adapt it to the size of the blocks';
+COMMENT ON COLUMN chains.poll_interval IS 'Head poll period while the next block is due (and the shortest wait between polls)';
+COMMENT ON COLUMN chains.max_reorg_depth IS 'Deepest reorganization rolled back; a deeper one stops the chain in state error';
+COMMENT ON COLUMN chains.safe_through IS 'Highest stored block at or below the node''s "safe" block, NULL if none';
+COMMENT ON COLUMN chains.finalized_through IS 'Highest stored block at or below the node''s "finalized" block, NULL if none; never rolled back';
+
+/*
+ * Reorganizations rolled back: history, kept when they are long past.
+ * Written by the insert worker that rolls a reorganization back, in the
+ * same transaction.
+ */
+CREATE TABLE reorgs (
+	id				bigserial PRIMARY KEY,
+	chain_id		bigint NOT NULL,
+	chain			text NOT NULL,
+	fork_block		bigint NOT NULL,
+	fork_hash		bytea,
+	depth			integer NOT NULL CHECK (depth > 0),
+	old_head_hash	bytea NOT NULL,
+	new_head_hash	bytea NOT NULL,
+	orphaned_hashes	bytea[] NOT NULL,
+	endpoint		text NOT NULL,
+	detected_at		timestamptz NOT NULL,
+	rolled_back_at	timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX reorgs_chain_id_idx ON reorgs (chain_id, id);
+COMMENT ON TABLE reorgs IS 'Reorganizations rolled back: blocks fork_block + 1 .. fork_block + depth were replaced';
+COMMENT ON COLUMN reorgs.fork_block IS 'Last block both branches share (NULL fork_hash: before start_block)';
+COMMENT ON COLUMN reorgs.old_head_hash IS 'Hash of the stored block fork_block + depth, rolled back';
+COMMENT ON COLUMN reorgs.new_head_hash IS 'Hash of the node''s block fork_block + depth on the new branch';
+COMMENT ON COLUMN reorgs.orphaned_hashes IS 'Hashes of the blocks deleted, in block order';
+COMMENT ON COLUMN reorgs.endpoint IS 'Endpoint that reported the new branch (without credentials)';
+
+/*
+ * Refetch requests (ethindex.refetch()): blocks from_block .. to_block are
+ * fetched again and their rows replaced; next_block is the first block not
+ * replaced yet.  Progress is written by the insert workers with the rows.
+ */
+CREATE TABLE refetches (
+	id				bigserial PRIMARY KEY,
+	chain			text NOT NULL REFERENCES chains (name) ON DELETE CASCADE,
+	from_block		bigint NOT NULL,
+	to_block		bigint NOT NULL,
+	next_block		bigint NOT NULL,
+	requested_at	timestamptz NOT NULL DEFAULT now(),
+	finished_at		timestamptz,
+	error			text,
+	CHECK (from_block <= to_block AND next_block BETWEEN from_block AND to_block + 1)
+);
+CREATE INDEX refetches_pending_idx ON refetches (chain, id) WHERE finished_at IS NULL;
+COMMENT ON TABLE refetches IS 'Block ranges to fetch again and replace (ethindex.refetch()); error is set when one failed';
 
 /*
  * Data tables.  Every table starts with chain_id and is range-partitioned on
@@ -302,8 +355,8 @@ $$;
  * _discard_above_checkpoint: delete the rows of blocks at or above the
  * checkpoint.  Insert workers commit batches out of order; a batch committed
  * ahead of chains.next_block whose predecessors were lost in a crash or a
- * stop is removed by the fetcher before it starts again from the
- * checkpoint.  Every batch stores its blocks rows together with the other
+ * stop is removed by insert worker 0 at start, before the fetcher starts
+ * again from the checkpoint.  Every batch stores its blocks rows together with the other
  * tables' rows, so the blocks table tells whether anything is there.
  */
 CREATE FUNCTION _discard_above_checkpoint(p_chain_id bigint, p_next_block bigint)
@@ -381,10 +434,16 @@ CREATE FUNCTION _runtime_state(
 	OUT last_error text,
 	OUT last_error_at timestamptz,
 	OUT request_blocks integer,
-	OUT request_window integer)
+	OUT request_window integer,
+	OUT head_requests_per_minute double precision)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'ethindex_runtime_state'
 LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+CREATE FUNCTION _wake_fetcher_at_commit(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'ethindex_wake_fetcher_at_commit'
+LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
 
 
 /*
@@ -411,43 +470,82 @@ AS 'MODULE_PATHNAME', 'ethindex_decode_speed'
 LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 
 /*
+ * _check_chain_options: the checks of the options add_chain() and
+ * alter_chain() share; NULL arguments are not checked.
+ */
+CREATE FUNCTION _check_chain_options(name text, rpc_urls text[], confirmations integer,
+									 poll_interval interval, max_reorg_depth integer)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	url text;
+BEGIN
+	IF rpc_urls IS NOT NULL THEN
+		IF cardinality(rpc_urls) = 0 THEN
+			RAISE EXCEPTION 'chain "%" needs at least one JSON-RPC endpoint', name
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		IF cardinality(rpc_urls) > 8 THEN
+			RAISE EXCEPTION 'chain "%" has % JSON-RPC endpoints, the maximum is 8', name, cardinality(rpc_urls)
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		FOREACH url IN ARRAY rpc_urls LOOP
+			IF url IS NULL OR url !~* '^https?://[^[:space:]]+$' OR length(url) > 1000 THEN
+				RAISE EXCEPTION 'invalid JSON-RPC endpoint URL "%"', url
+					USING ERRCODE = 'invalid_parameter_value',
+						  HINT = 'Endpoints are http:// or https:// URLs.';
+			END IF;
+		END LOOP;
+	END IF;
+	IF confirmations < 0 THEN
+		RAISE EXCEPTION 'confirmations must be zero or positive, not %', confirmations
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF poll_interval < '10 milliseconds' OR poll_interval > '1 hour' THEN
+		RAISE EXCEPTION 'poll_interval must be between 10 milliseconds and 1 hour, not %', poll_interval
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF max_reorg_depth NOT BETWEEN 1 AND 10000 THEN
+		RAISE EXCEPTION 'max_reorg_depth must be between 1 and 10000, not %', max_reorg_depth
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+END;
+$$;
+
+/*
  * add_chain: register a chain.  It starts stopped; start() begins indexing.
  */
 CREATE FUNCTION add_chain(name text,
 						  rpc_urls text[],
 						  chain_id bigint DEFAULT NULL,
 						  start_block bigint DEFAULT 0,
-						  confirmations integer DEFAULT 12,
-						  poll_interval interval DEFAULT '1 second',
+						  confirmations integer DEFAULT 0,
+						  poll_interval interval DEFAULT '50 milliseconds',
 						  partition_size bigint DEFAULT 100000,
-						  batch_size integer DEFAULT NULL)
+						  batch_size integer DEFAULT NULL,
+						  max_reorg_depth integer DEFAULT 64)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-	url text;
 BEGIN
 	IF name IS NULL OR name !~ '^[A-Za-z0-9_.-]{1,48}$' THEN
 		RAISE EXCEPTION 'invalid chain name "%"', name
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'A chain name has 1 to 48 letters, digits, "_", "." or "-".';
 	END IF;
-	IF rpc_urls IS NULL OR cardinality(rpc_urls) = 0 THEN
+	IF rpc_urls IS NULL THEN
 		RAISE EXCEPTION 'chain "%" needs at least one JSON-RPC endpoint', name
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	IF cardinality(rpc_urls) > 8 THEN
-		RAISE EXCEPTION 'chain "%" has % JSON-RPC endpoints, the maximum is 8', name, cardinality(rpc_urls)
+	IF confirmations IS NULL OR poll_interval IS NULL OR max_reorg_depth IS NULL THEN
+		RAISE EXCEPTION 'confirmations, poll_interval and max_reorg_depth of chain "%" cannot be NULL', name
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	FOREACH url IN ARRAY rpc_urls LOOP
-		IF url IS NULL OR url !~* '^https?://[^[:space:]]+$' OR length(url) > 1000 THEN
-			RAISE EXCEPTION 'invalid JSON-RPC endpoint URL "%"', url
-				USING ERRCODE = 'invalid_parameter_value',
-					  HINT = 'Endpoints are http:// or https:// URLs.';
-		END IF;
-	END LOOP;
+	PERFORM ethindex._check_chain_options(name, rpc_urls, confirmations, poll_interval,
+										  max_reorg_depth);
 	IF chain_id IS NOT NULL AND chain_id <= 0 THEN
 		RAISE EXCEPTION 'invalid chain id %', chain_id
 			USING ERRCODE = 'invalid_parameter_value';
@@ -456,20 +554,12 @@ BEGIN
 		RAISE EXCEPTION 'start_block must be zero or positive, not %', coalesce(start_block::text, 'NULL')
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	IF confirmations IS NULL OR confirmations < 0 THEN
-		RAISE EXCEPTION 'confirmations must be zero or positive, not %', coalesce(confirmations::text, 'NULL')
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
 	IF batch_size NOT BETWEEN 1 AND 1000 THEN
 		RAISE EXCEPTION 'batch_size must be between 1 and 1000 or NULL (adaptive), not %', batch_size
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	IF partition_size IS NULL OR partition_size < 1000 THEN
 		RAISE EXCEPTION 'partition_size must be at least 1000 blocks, not %', coalesce(partition_size::text, 'NULL')
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	IF poll_interval IS NULL OR poll_interval < '10 milliseconds' OR poll_interval > '1 hour' THEN
-		RAISE EXCEPTION 'poll_interval must be between 10 milliseconds and 1 hour, not %', coalesce(poll_interval::text, 'NULL')
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	IF EXISTS (SELECT 1 FROM ethindex.chains c WHERE c.name = add_chain.name) THEN
@@ -483,9 +573,37 @@ BEGIN
 								  (SELECT c.name FROM ethindex.chains c WHERE c.chain_id = add_chain.chain_id), chain_id);
 	END IF;
 	INSERT INTO ethindex.chains (name, chain_id, rpc_urls, start_block, confirmations,
-								 poll_interval, partition_size, batch_size, next_block)
+								 poll_interval, partition_size, batch_size, max_reorg_depth,
+								 next_block)
 	VALUES (name, chain_id, rpc_urls, start_block, confirmations,
-			poll_interval, partition_size, batch_size, start_block);
+			poll_interval, partition_size, batch_size, max_reorg_depth, start_block);
+END;
+$$;
+
+/*
+ * alter_chain: change options of a registered chain; NULL leaves one as it
+ * is.  A started chain's workers read them when they next start (stop()
+ * and start() the chain).
+ */
+CREATE FUNCTION alter_chain(name text,
+							rpc_urls text[] DEFAULT NULL,
+							confirmations integer DEFAULT NULL,
+							poll_interval interval DEFAULT NULL,
+							max_reorg_depth integer DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM ethindex._chain_must_exist(name);
+	PERFORM ethindex._check_chain_options(name, rpc_urls, confirmations, poll_interval,
+										  max_reorg_depth);
+	UPDATE ethindex.chains c
+	SET rpc_urls = coalesce(alter_chain.rpc_urls, c.rpc_urls),
+		confirmations = coalesce(alter_chain.confirmations, c.confirmations),
+		poll_interval = coalesce(alter_chain.poll_interval, c.poll_interval),
+		max_reorg_depth = coalesce(alter_chain.max_reorg_depth, c.max_reorg_depth)
+	WHERE c.name = alter_chain.name;
 END;
 $$;
 
@@ -550,6 +668,7 @@ BEGIN
 	END IF;
 	IF coalesce(drop_data, false) AND ch.chain_id IS NOT NULL THEN
 		PERFORM ethindex._drop_partitions(ch.chain_id);
+		DELETE FROM ethindex.reorgs r WHERE r.chain_id = ch.chain_id;
 	END IF;
 	DELETE FROM ethindex.chains c WHERE c.name = remove_chain.name;
 END;
@@ -574,7 +693,12 @@ CREATE FUNCTION status(
 	OUT writer_pids integer[],
 	OUT request_blocks integer,
 	OUT request_window integer,
-	OUT unindexed_partitions integer)
+	OUT unindexed_partitions integer,
+	OUT confirmed_through bigint,
+	OUT safe_through bigint,
+	OUT finalized_through bigint,
+	OUT head_requests_per_minute double precision,
+	OUT reorgs bigint)
 RETURNS SETOF record
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -600,7 +724,13 @@ AS $$
 		   r.request_blocks,
 		   r.request_window,
 		   (SELECT count(*)::integer FROM ethindex.partitions p
-			WHERE p.chain_id = c.chain_id AND p.indexed_at IS NULL)
+			WHERE p.chain_id = c.chain_id AND p.indexed_at IS NULL),
+		   CASE WHEN c.next_block > c.start_block
+				THEN least(c.next_block - 1, r.node_head - c.confirmations) END,
+		   c.safe_through,
+		   c.finalized_through,
+		   r.head_requests_per_minute,
+		   (SELECT count(*) FROM ethindex.reorgs g WHERE g.chain_id = c.chain_id)
 	FROM ethindex.chains c
 	LEFT JOIN ethindex._runtime_state() r ON r.name = c.name
 	ORDER BY c.name
@@ -639,7 +769,137 @@ BEGIN
 END;
 $$;
 
-REVOKE ALL ON FUNCTION add_chain(text, text[], bigint, bigint, integer, interval, bigint, integer) FROM PUBLIC;
+/*
+ * finalized_through, safe_through: the highest stored block the node
+ * reports as finalized (safe), NULL if none.  For reading only final rows:
+ *   WHERE chain_id = 1 AND block_number <= ethindex.finalized_through('mainnet')
+ */
+CREATE FUNCTION finalized_through(name text)
+RETURNS bigint
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT c.finalized_through FROM ethindex.chains c WHERE c.name = finalized_through.name
+$$;
+
+CREATE FUNCTION safe_through(name text)
+RETURNS bigint
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT c.safe_through FROM ethindex.chains c WHERE c.name = safe_through.name
+$$;
+
+/*
+ * gaps: block ranges between start_block and indexed_through that are not
+ * stored (there should be none).  With check_rows, also blocks whose
+ * transactions, logs or withdrawals are not all there (by the counts their
+ * blocks and transactions rows record).
+ */
+CREATE FUNCTION gaps(name text, check_rows boolean DEFAULT false)
+RETURNS TABLE (first_block bigint, last_block bigint, problem text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	ch		ethindex.chains;
+	through	bigint;
+BEGIN
+	SELECT * INTO ch FROM ethindex.chains c WHERE c.name = gaps.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'chain "%" does not exist', gaps.name
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	through := ch.next_block - 1;
+	IF ch.chain_id IS NULL OR through < ch.start_block THEN
+		RETURN;
+	END IF;
+	RETURN QUERY
+	SELECT s.number + 1, s.next - 1, 'missing blocks'::text
+	FROM (SELECT b.number,
+				 lead(b.number, 1, through + 1) OVER (ORDER BY b.number) AS next
+		  FROM (SELECT ch.start_block - 1 AS number
+				UNION ALL
+				SELECT bl.number FROM ethindex.blocks bl
+				WHERE bl.chain_id = ch.chain_id
+				  AND bl.number BETWEEN ch.start_block AND through) b) s
+	WHERE s.next > s.number + 1
+	ORDER BY 1;
+	IF NOT coalesce(check_rows, false) THEN
+		RETURN;
+	END IF;
+	RETURN QUERY
+	SELECT min(bad.number), max(bad.number), 'missing or extra rows'::text
+	FROM (SELECT b.number, b.number - row_number() OVER (ORDER BY b.number) AS island
+		  FROM ethindex.blocks b
+		  LEFT JOIN (SELECT t.block_number, count(*) AS n, sum(t.log_count) AS logs
+					 FROM ethindex.transactions t
+					 WHERE t.chain_id = ch.chain_id
+					   AND t.block_number BETWEEN ch.start_block AND through
+					 GROUP BY 1) tx ON tx.block_number = b.number
+		  LEFT JOIN (SELECT l.block_number, count(*) AS n
+					 FROM ethindex.logs l
+					 WHERE l.chain_id = ch.chain_id
+					   AND l.block_number BETWEEN ch.start_block AND through
+					 GROUP BY 1) lg ON lg.block_number = b.number
+		  LEFT JOIN (SELECT w.block_number, count(*) AS n
+					 FROM ethindex.withdrawals w
+					 WHERE w.chain_id = ch.chain_id
+					   AND w.block_number BETWEEN ch.start_block AND through
+					 GROUP BY 1) wd ON wd.block_number = b.number
+		  WHERE b.chain_id = ch.chain_id
+			AND b.number BETWEEN ch.start_block AND through
+			AND (coalesce(tx.n, 0) <> b.transaction_count
+				 OR coalesce(lg.n, 0) <> coalesce(tx.logs, 0)
+				 OR coalesce(wd.n, 0) <> coalesce(b.withdrawal_count, 0))) bad
+	GROUP BY bad.island
+	ORDER BY 1;
+END;
+$$;
+
+/*
+ * refetch: fetch blocks from_block .. to_block again and replace their rows
+ * with what the node says now, batch by batch (the chain must be started).
+ * Returns the id of the request in ethindex.refetches, whose finished_at is
+ * set when it is done (and error when it failed).
+ */
+CREATE FUNCTION refetch(name text, from_block bigint, to_block bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	ch			ethindex.chains;
+	request_id	bigint;
+BEGIN
+	SELECT * INTO ch FROM ethindex.chains c WHERE c.name = refetch.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'chain "%" does not exist', refetch.name
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	IF from_block > to_block OR from_block < ch.start_block THEN
+		RAISE EXCEPTION 'invalid block range % to % for chain "%"', from_block, to_block, refetch.name
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('The range must lie between start_block %s and indexed_through.', ch.start_block);
+	END IF;
+	IF to_block >= ch.next_block THEN
+		RAISE EXCEPTION 'block % of chain "%" is above indexed_through %', to_block, refetch.name,
+			CASE WHEN ch.next_block > ch.start_block THEN (ch.next_block - 1)::text ELSE 'NULL' END
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Blocks above indexed_through are fetched by the chain itself.';
+	END IF;
+	INSERT INTO ethindex.refetches (chain, from_block, to_block, next_block)
+	VALUES (refetch.name, refetch.from_block, refetch.to_block, refetch.from_block)
+	RETURNING refetches.id INTO request_id;
+	PERFORM ethindex._wake_fetcher_at_commit(refetch.name);
+	RETURN request_id;
+END;
+$$;
+
+REVOKE ALL ON FUNCTION add_chain(text, text[], bigint, bigint, integer, interval, bigint, integer, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION alter_chain(text, text[], integer, interval, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION refetch(text, bigint, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _wake_fetcher_at_commit(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION start(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION stop(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION remove_chain(text, boolean) FROM PUBLIC;

@@ -1,16 +1,13 @@
 /*-------------------------------------------------------------------------
  *
  * blockrec.c
- *	  Serialization of decoded blocks for the queue.
+ *	  The records of the queue from the fetcher to the insert workers:
+ *	  decoded blocks, serialized so that the insert worker points its Datums
+ *	  straight into its copy of the record (no second decoding), and
+ *	  rollback requests, which travel as they are.  The layout is described
+ *	  in shared.h (QueueRecordHeader and what follows it).
  *
- *	  A record is a fixed header followed, table after table and row after
- *	  row, by the row's null flags (natts bytes, padded to MAXALIGN) and its
- *	  non-null values: pass-by-value columns as one Datum, varlena columns
- *	  (bytea, numeric, jsonb, arrays) as their bytes padded to MAXALIGN.
- *	  Varlena values are position independent, so the writer points its
- *	  Datums straight into its copy of the record: no second decoding.
- *
- *	  The writer trusts the fetcher, but blockrec_read still checks every
+ *	  The insert workers trust the fetcher, but reading still checks every
  *	  length against the record size, so a corrupt record is an error, not
  *	  a wild read.
  *
@@ -29,16 +26,6 @@
 #ifndef USE_FLOAT8_BYVAL
 #error "ethindex needs a 64-bit build (int8 passed by value)"
 #endif
-
-typedef struct BlockRecordHeader
-{
-	int64		number;
-	uint8		hash[32];
-	uint8		parent_hash[32];
-	int32		transaction_count;
-	int32		log_count;
-	int32		nrows[ETH_NUM_TABLES];
-} BlockRecordHeader;
 
 #define HEADER_SIZE MAXALIGN(sizeof(BlockRecordHeader))
 
@@ -90,13 +77,17 @@ blockrec_size(const DecodedBlock *block)
 }
 
 void
-blockrec_write(const DecodedBlock *block, char *dst, Size size)
+blockrec_write(const DecodedBlock *block, const BlockRecordMeta *meta,
+			   char *dst, Size size)
 {
 	BlockRecordHeader *header = (BlockRecordHeader *) dst;
 	char	   *p = dst + HEADER_SIZE;
 
 	init_byval();
 	memset(dst, 0, HEADER_SIZE);
+	header->common.kind = QUEUE_RECORD_BLOCK;
+	header->common.flags = meta->flags;
+	header->refetch_id = meta->refetch_id;
 	header->number = block->number;
 	memcpy(header->hash, block->hash, 32);
 	memcpy(header->parent_hash, block->parent_hash, 32);
@@ -142,6 +133,8 @@ blockrec_write(const DecodedBlock *block, char *dst, Size size)
 			 (Size) (p - dst), size);
 }
 
+static void corrupt_record(int64 number) pg_attribute_noreturn();
+
 static void
 corrupt_record(int64 number)
 {
@@ -150,20 +143,46 @@ corrupt_record(int64 number)
 			 errmsg("corrupt queue record for block %lld", (long long) number)));
 }
 
+/* The kind of a queue record. */
+QueueRecordKind
+blockrec_kind(const char *src, Size size)
+{
+	const QueueRecordHeader *header = (const QueueRecordHeader *) src;
+
+	if (size < sizeof(QueueRecordHeader) ||
+		(header->kind != QUEUE_RECORD_BLOCK && header->kind != QUEUE_RECORD_ROLLBACK))
+		corrupt_record(-1);
+	return (QueueRecordKind) header->kind;
+}
+
+/* A rollback request, in place (src must stay alive while it is used). */
+const RollbackRequest *
+blockrec_read_rollback(const char *src, Size size)
+{
+	const RollbackRequest *request = (const RollbackRequest *) src;
+
+	if (size != sizeof(RollbackRequest) || request->common.kind != QUEUE_RECORD_ROLLBACK ||
+		request->fork_block >= request->old_head)
+		corrupt_record(-1);
+	return request;
+}
+
 /*
  * Rebuild a DecodedBlock whose varlena Datums point into src, which must
  * stay alive (and MAXALIGN'd) while the block is used.
  */
 void
-blockrec_read(char *src, Size size, DecodedBlock *block)
+blockrec_read(char *src, Size size, DecodedBlock *block, BlockRecordMeta *meta)
 {
 	BlockRecordHeader *header = (BlockRecordHeader *) src;
 	char	   *p = src + HEADER_SIZE;
 	char	   *end = src + size;
 
 	init_byval();
-	if (size < HEADER_SIZE)
+	if (size < HEADER_SIZE || header->common.kind != QUEUE_RECORD_BLOCK)
 		corrupt_record(-1);
+	meta->flags = header->common.flags;
+	meta->refetch_id = header->refetch_id;
 	block->number = header->number;
 	memcpy(block->hash, header->hash, 32);
 	memcpy(block->parent_hash, header->parent_hash, 32);

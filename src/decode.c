@@ -2208,6 +2208,34 @@ eth_parse_quantity_int64(const char *s, size_t len, int64 *result)
 	return true;
 }
 
+/*
+ * eth_parse_hash
+ *
+ * A 32-byte hash, "0x" and 64 hex digits (with or without its JSON quotes),
+ * into hash[32].  Returns false if malformed.
+ */
+bool
+eth_parse_hash(const char *s, size_t len, uint8 *hash)
+{
+	if (len >= 2 && s[0] == '"' && s[len - 1] == '"')
+	{
+		s++;
+		len -= 2;
+	}
+	if (len != 66 || s[0] != '0' || (s[1] != 'x' && s[1] != 'X'))
+		return false;
+	for (int i = 0; i < 32; i++)
+	{
+		int			hi = hexval((unsigned char) s[2 + 2 * i]);
+		int			lo = hexval((unsigned char) s[3 + 2 * i]);
+
+		if (hi < 0 || lo < 0)
+			return false;
+		hash[i] = (uint8) ((hi << 4) | lo);
+	}
+	return true;
+}
+
 char *
 eth_bytes_to_hex(const uint8 *bytes, size_t len)
 {

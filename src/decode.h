@@ -89,6 +89,10 @@ extern int	eth_split_rpc_response(const char *body, size_t len,
  * except "0x0") into *result.  Returns false if malformed or > INT64_MAX. */
 extern bool eth_parse_quantity_int64(const char *s, size_t len, int64 *result);
 
+/* Parse a 32-byte hash ("0x" and 64 hex digits, quoted or not) into hash[32];
+ * false if malformed. */
+extern bool eth_parse_hash(const char *s, size_t len, uint8 *hash);
+
 /* Format bytes as "0x..." lowercase hex into a palloc'd string. */
 extern char *eth_bytes_to_hex(const uint8 *bytes, size_t len);
 

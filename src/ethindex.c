@@ -11,7 +11,8 @@
  *	  indexing cannot start.
  *
  *	  Shared memory is one EthindexShared struct with ethindex.max_chains
- *	  ChainSlots, followed by one queue ring of ethindex.queue_size per slot.
+ *	  ChainSlots, followed by one queue ring of ethindex.queue_size per slot
+ *	  (layouts and locking protocol: shared.h).
  *
  * Copyright (c) 2026, ethindex developers
  *
@@ -33,6 +34,7 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 
 #include "ethindex.h"
 
@@ -60,6 +62,7 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static bool wake_registered = false;
 static bool wake_at_commit = false;
+static List *fetchers_to_wake = NIL;	/* chain names, in TopMemoryContext */
 
 void		_PG_init(void);
 
@@ -113,6 +116,7 @@ ethindex_shmem_startup(void)
 	if (!found)
 	{
 		int			queue_tranche = LWLockNewTrancheId();
+		int			commit_tranche = LWLockNewTrancheId();
 
 		memset(ethindex_shared, 0, shared_struct_size());
 		ethindex_shared->lock = &(GetNamedLWLockTranche("ethindex"))->lock;
@@ -123,10 +127,15 @@ ethindex_shmem_startup(void)
 
 			SpinLockInit(&slot->mutex);
 			slot->node_head = -1;
-			slot->stored_through = -1;
+			slot->node_safe = -1;
+			slot->node_finalized = -1;
+			LWLockInitialize(&slot->commit_lock, commit_tranche);
+			ConditionVariableInit(&slot->commit_cv);
+			slot->checkpoint_next = -1;
 			queue_init(&slot->queue, queue_ring_size(), queue_tranche);
 		}
 		LWLockRegisterTranche(queue_tranche, "ethindex_queue");
+		LWLockRegisterTranche(commit_tranche, "ethindex_commit");
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -199,7 +208,7 @@ define_gucs(void)
 							gettext_noop("Most blocks a writer stores in one transaction."),
 							NULL,
 							&ethindex_writer_batch_blocks,
-							100, 1, 10000,
+							100, 1, ETHINDEX_MAX_WRITER_BATCH,
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
@@ -307,25 +316,62 @@ ethindex_wake_launcher(void)
 	LWLockRelease(ethindex_shared->lock);
 }
 
+/* Tell the fetcher of a chain (if it runs) that refetches were requested. */
 static void
-wake_launcher_xact_callback(XactEvent event, void *arg)
+wake_fetcher(const char *chain)
 {
+	if (ethindex_shared == NULL)
+		return;
+	LWLockAcquire(ethindex_shared->lock, LW_SHARED);
+	for (int i = 0; i < ethindex_shared->nslots; i++)
+	{
+		ChainSlot  *slot = &ethindex_shared->slots[i];
+		Latch	   *latch;
+
+		if (!slot->in_use || strcmp(slot->name, chain) != 0)
+			continue;
+		SpinLockAcquire(&slot->mutex);
+		slot->refetch_generation++;
+		latch = slot->fetcher_latch;
+		SpinLockRelease(&slot->mutex);
+		if (latch != NULL)
+			SetLatch(latch);
+	}
+	LWLockRelease(ethindex_shared->lock);
+}
+
+static void
+wake_at_commit_xact_callback(XactEvent event, void *arg)
+{
+	ListCell   *lc;
+
 	switch (event)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (wake_at_commit)
-			{
-				wake_at_commit = false;
 				ethindex_wake_launcher();
-			}
+			foreach(lc, fetchers_to_wake)
+				wake_fetcher((const char *) lfirst(lc));
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			wake_at_commit = false;
 			break;
 		default:
-			break;
+			return;
+	}
+	wake_at_commit = false;
+	list_free_deep(fetchers_to_wake);
+	fetchers_to_wake = NIL;
+}
+
+static void
+register_wake_callback(void)
+{
+	if (!wake_registered)
+	{
+		RegisterXactCallback(wake_at_commit_xact_callback, NULL);
+		wake_registered = true;
 	}
 }
 
@@ -333,10 +379,20 @@ wake_launcher_xact_callback(XactEvent event, void *arg)
 void
 ethindex_request_launcher_wakeup(void)
 {
-	if (!wake_registered)
-	{
-		RegisterXactCallback(wake_launcher_xact_callback, NULL);
-		wake_registered = true;
-	}
+	register_wake_callback();
 	wake_at_commit = true;
+}
+
+/*
+ * Arrange for a chain's fetcher to be told, when the current transaction
+ * commits, that refetch requests were added.
+ */
+void
+ethindex_request_fetcher_wakeup(const char *chain)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	register_wake_callback();
+	fetchers_to_wake = lappend(fetchers_to_wake, pstrdup(chain));
+	MemoryContextSwitchTo(old);
 }

@@ -3,53 +3,36 @@
  * fetcher.c
  *	  The per-chain fetcher background worker: polls the chain's endpoints
  *	  for new blocks, fetches each block with its full transactions and its
- *	  receipts, decodes them (decode.c), checks parent-hash continuity, and
- *	  puts the decoded blocks in order into the chain's queue for the
- *	  writer.
+ *	  receipts, decodes them (decode.c), checks that each names the block
+ *	  before it as its parent, and puts them in order into the chain's
+ *	  queue for the insert workers.
  *
- *	  No transaction is open while the network is used: the chain's
- *	  configuration and progress are read in a short transaction at start.
- *	  From then on the fetcher tracks the next block to fetch itself; the
- *	  writer is the one that commits progress.
+ *	  It never writes a table.  At start it reads the chain's configuration;
+ *	  if the chain has no chain id yet it learns it from the node and hands
+ *	  it to insert worker 0 through the slot, then waits until that worker
+ *	  has finished the start-up repair (shared.h), and reads the checkpoint
+ *	  and the hashes of the last blocks stored.  No transaction is open
+ *	  while the network is used; from then on the fetcher tracks the next
+ *	  block to fetch itself.
  *
  *	  Requests: a window of HTTP requests in flight, each a JSON-RPC batch
  *	  of consecutive blocks with eth_getBlockByNumber(n, true) and
- *	  eth_getBlockReceipts(n).  An endpoint that does not know
- *	  eth_getBlockReceipts is remembered and asked for per-transaction
- *	  receipts (batched eth_getTransactionReceipt) instead.
+ *	  eth_getBlockReceipts(n), sized by sizing.c.  An endpoint that does not
+ *	  know eth_getBlockReceipts is remembered and asked for per-transaction
+ *	  receipts (batched eth_getTransactionReceipt) instead.  The blocks of a
+ *	  request that reaches the head (the node's head minus confirmations)
+ *	  are marked BLOCK_ORDERED: they commit in block order.
  *
- *	  Request sizing adapts to the chain and the node; the current values
- *	  are published in the slot (chain_status.request_blocks and
- *	  request_window):
+ *	  The head: during a backfill it is polled every HEAD_REFRESH_MS; once
+ *	  caught up, when headpoll.c says, together with the node's "safe" and
+ *	  "finalized" blocks every FINALITY_POLL_MS.  An endpoint whose head
+ *	  stays below the blocks queued for LAGGING_SWITCH_MS is left for the
+ *	  next one.
  *
- *	  - Blocks per request.  A non-NULL chains.batch_size is used as is.
- *	    NULL (adaptive): the first request asks for one block; every
- *	    completed request updates a moving average of response bytes per
- *	    block (weight 1/4 for the newest request), and new requests ask for
- *	    ADAPT_TARGET_BYTES / average blocks, clamped to 1 ..
- *	    ADAPT_MAX_BLOCKS, growing at most twofold per completed request.  A
- *	    failed attempt while blocks were being fetched halves that number
- *	    and caps it there (a provider may limit batch length or response
- *	    size); the cap doubles again after every ADAPT_CEILING_RECOVERY
- *	    successful requests.
- *
- *	  - Requests in flight ("window"), between 1 and the manual upper bound
- *	    ethindex.max_requests_in_flight (at most WINDOW_MAX); it starts at the
- *	    upper bound (a local node serves concurrent requests at once; a
- *	    provider that cannot says so with errors or growing latency).
- *	    Completed requests are measured in epochs of at least
- *	    Max(2 * window, ADAPT_EPOCH_REQUESTS) requests and
- *	    ADAPT_EPOCH_MIN_MS: throughput (response bytes per second of wall
- *	    time) and latency (request seconds per response byte).  After each
- *	    epoch: if throughput grew by more than ADAPT_GAIN_PERCENT over the
- *	    previous epoch (or there is none to compare with), the window grows
- *	    by one; otherwise, if latency is more than ADAPT_SLOW_FACTOR times
- *	    the lowest seen since the last failure (the node queues requests
- *	    without serving more), the window is halved; otherwise it is kept,
- *	    and after ADAPT_PROBE_EPOCHS such epochs it grows by one to probe.
- *	    Every failed attempt halves the window and forgets the measurements.
- *	    Epochs in which the window could not be filled (head reached, queue
- *	    more than half full) measure something else and are discarded.
+ *	  A block whose parent is not the block queued before it stops the
+ *	  window; fork.c rolls the reorganization back (or refuses to).  Once
+ *	  caught up, the fetcher also serves ethindex.refetch() requests, a
+ *	  batch at a time, queueing BLOCK_REPLACE blocks.
  *
  *	  Failures (transport, HTTP status, JSON-RPC errors, bad or missing
  *	  data) raise an ERROR that the main loop catches: it is logged,
@@ -66,128 +49,32 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
-#include "storage/condition_variable.h"
-#include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "blockrec.h"
-#include "decode.h"
-#include "ethindex.h"
+#include "fetcher.h"
 #include "jsonrpc.h"
-#include "rpc.h"
+#include "spiutil.h"
 
 /* JSON-RPC error codes meaning "no such method" (standard and common variants) */
 #define JSONRPC_METHOD_NOT_FOUND	(-32601)
 
-/*
- * Adaptive request sizing (see the file header).  4 MB per response keeps a
- * mainnet backfill at a few blocks per request (a block with its receipts
- * is 0.2 to 2 MB of JSON) and lets empty blocks of a dev chain go to
- * ADAPT_MAX_BLOCKS; it is far below RPC_MAX_RESPONSE and the response
- * limits of public providers, and a full window of such responses is
- * modest next to ethindex.queue_size.  100 blocks are 200 calls, under the
- * batch limit (often 1000 calls) of common nodes and providers.
- */
-#define ADAPT_TARGET_BYTES		(4.0 * 1024 * 1024)	/* response size aimed at */
-#define ADAPT_MAX_BLOCKS		100 /* most blocks per adaptive request */
-#define ADAPT_FIRST_BLOCKS		1	/* blocks of the first adaptive request */
-#define ADAPT_CEILING_RECOVERY	32	/* successful requests before the ceiling doubles */
-#define ADAPT_EPOCH_REQUESTS	4	/* fewest completed requests of an epoch */
-#define ADAPT_EPOCH_MIN_MS		100 /* shortest epoch */
-#define ADAPT_GAIN_PERCENT		10	/* throughput gain that earns one more request */
-#define ADAPT_SLOW_FACTOR		2.0 /* latency growth that halves the window */
-#define ADAPT_PROBE_EPOCHS		8	/* epochs kept before probing one more request */
+#define HEAD_REFRESH_MS		1000	/* head poll period while backfilling */
+#define FINALITY_POLL_MS	2000	/* "safe" and "finalized" asked this often */
+#define LAGGING_SWITCH_MS	10000	/* an endpoint behind this long is left */
 
-typedef struct Endpoint
-{
-	char	   *url;
-	char	   *display;		/* url without credentials, for messages */
-	bool		verified;		/* eth_chainId checked */
-	bool		no_block_receipts;	/* eth_getBlockReceipts unsupported */
-} Endpoint;
-
-typedef struct FetcherState
-{
-	ChainSlot  *slot;
-	char	   *ring;
-	char		name[NAMEDATALEN];
-
-	/* configuration, read at start */
-	int64		chain_id;		/* 0 until known */
-	int64		start_block;
-	int			confirmations;
-	long		poll_interval_ms;
-	int			batch_size;
-	Endpoint	endpoints[ETHINDEX_MAX_ENDPOINTS];
-	int			nendpoints;
-	int			current;		/* endpoint in use */
-
-	/* progress */
-	int64		next_block;		/* next block to queue */
-	bool		have_prev;
-	uint8		prev_hash[32];	/* hash of block next_block - 1 */
-	int64		head;			/* node's head, -1 unknown */
-	TimestampTz head_checked_at;
-
-	int			failures;		/* consecutive failed attempts */
-	RpcClient  *rpc;
-	MemoryContext fetcher_context;
-	MemoryContext loop_context;
-
-	/* requests in flight, oldest first (a ring of WINDOW_MAX) */
-	struct WindowRequest *window;
-	int			window_first;
-	int			window_count;
-	int64		next_to_request;	/* first block not yet requested */
-
-	/* request sizing, see the file header */
-	int			request_blocks; /* blocks per new request */
-	int			window_limit;	/* requests allowed in flight */
-	int			published_blocks;	/* values last shown in the slot */
-	int			published_window;
-	int			blocks_ceiling; /* adaptive: most blocks after failures */
-	int			ceiling_successes;	/* successful requests since lowered */
-	double		bytes_per_block;	/* moving average; 0 unknown */
-	TimestampTz epoch_start;	/* 0: starts with the next request */
-	int			epoch_requests; /* completed in this epoch */
-	double		epoch_bytes;	/* their response bytes */
-	double		epoch_seconds;	/* their latencies, summed */
-	bool		epoch_limited;	/* the window could not be kept full */
-	double		prev_throughput;	/* bytes/s of the last epoch; 0 none */
-	double		base_latency;	/* lowest seconds per byte; 0 none */
-	int			held_epochs;	/* epochs without a change of window */
-} FetcherState;
-
-/*
- * One HTTP request of the window: a JSON-RPC batch for blocks
- * [first, first + nblocks).  Its body and response live in "context".
- */
-typedef struct WindowRequest
-{
-	int64		first;
-	int			nblocks;
-	bool		with_receipts;	/* eth_getBlockReceipts calls included */
-	MemoryContext context;
-	RpcRequest	request;
-} WindowRequest;
-
-#define WINDOW_MAX	64			/* max of ethindex.max_requests_in_flight */
-
-/* One block being fetched in a window */
+/* One block being fetched */
 typedef struct PendingBlock
 {
 	int64		number;
@@ -197,151 +84,101 @@ typedef struct PendingBlock
 	size_t		fallback_len;
 } PendingBlock;
 
-static void
-load_configuration(FetcherState *st)
+/* ---- configuration and start-up ------------------------------------------ */
+
+/* Milliseconds of an interval (poll_interval: at most an hour). */
+static long
+interval_ms(Interval *interval)
 {
+	return (long) (interval->time / 1000 +
+				   ((int64) interval->month * DAYS_PER_MONTH + interval->day) *
+				   SECS_PER_DAY * 1000);
+}
+
+static void
+load_configuration_work(void *arg)
+{
+	FetcherState *st = (FetcherState *) arg;
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
 	bool		isnull;
-	HeapTuple	tuple;
-	TupleDesc	tupdesc;
-	Datum		urls;
+	Datum		datum;
 	ArrayType  *array;
 	Datum	   *elems;
 	int			nelems;
-	MemoryContext outer = CurrentMemoryContext;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "reading chain configuration");
 
 	args[0] = CStringGetTextDatum(st->name);
-	if (SPI_execute_with_args("SELECT chain_id, start_block, confirmations, "
-							  "(extract(epoch FROM poll_interval) * 1000)::bigint, "
-							  "batch_size, rpc_urls, next_block, last_hash "
-							  "FROM ethindex.chains WHERE name = $1",
-							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read configuration of chain \"%s\"", st->name);
+	spi_run("SELECT chain_id, start_block, confirmations, poll_interval, "
+			"batch_size, rpc_urls, max_reorg_depth "
+			"FROM ethindex.chains WHERE name = $1",
+			1, argtypes, args, NULL, true, 1);
 	if (SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("chain \"%s\" does not exist", st->name)));
 
-	tuple = SPI_tuptable->vals[0];
-	tupdesc = SPI_tuptable->tupdesc;
-
-	st->chain_id = DatumGetInt64(SPI_getbinval(tuple, tupdesc, 1, &isnull));
-	if (isnull)
-		st->chain_id = 0;
-	st->start_block = DatumGetInt64(SPI_getbinval(tuple, tupdesc, 2, &isnull));
-	st->confirmations = DatumGetInt32(SPI_getbinval(tuple, tupdesc, 3, &isnull));
-	st->poll_interval_ms = (long) DatumGetInt64(SPI_getbinval(tuple, tupdesc, 4, &isnull));
-	st->batch_size = DatumGetInt32(SPI_getbinval(tuple, tupdesc, 5, &isnull));
-	if (isnull)
-		st->batch_size = 0;		/* adaptive */
-	urls = SPI_getbinval(tuple, tupdesc, 6, &isnull);
-	st->next_block = DatumGetInt64(SPI_getbinval(tuple, tupdesc, 7, &isnull));
-	{
-		Datum		hash = SPI_getbinval(tuple, tupdesc, 8, &isnull);
-
-		st->have_prev = !isnull;
-		if (!isnull)
-		{
-			bytea	   *b = DatumGetByteaPP(hash);
-
-			if (VARSIZE_ANY_EXHDR(b) != 32)
-				elog(ERROR, "stored last_hash of chain \"%s\" is not 32 bytes", st->name);
-			memcpy(st->prev_hash, VARDATA_ANY(b), 32);
-		}
-	}
-
-	array = DatumGetArrayTypeP(urls);
+	st->chain_id = spi_get_int64(0, 1, &isnull);	/* 0 when NULL */
+	st->start_block = spi_get_int64(0, 2, &isnull);
+	st->confirmations = (int) spi_get_int64(0, 3, &isnull);
+	datum = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull);
+	st->poll_interval_ms = Max(interval_ms(DatumGetIntervalP(datum)), 1);
+	st->batch_size = (int) spi_get_int64(0, 5, &isnull);	/* 0: adaptive */
+	datum = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull);
+	array = DatumGetArrayTypeP(datum);
 	deconstruct_array(array, TEXTOID, -1, false, TYPALIGN_INT, &elems, NULL, &nelems);
 	st->nendpoints = Min(nelems, ETHINDEX_MAX_ENDPOINTS);
 	for (int i = 0; i < st->nendpoints; i++)
 	{
-		MemoryContext old = MemoryContextSwitchTo(outer);
-
 		st->endpoints[i].url = TextDatumGetCString(elems[i]);
 		st->endpoints[i].display = rpc_url_for_display(st->endpoints[i].url);
-		MemoryContextSwitchTo(old);
 	}
-
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
+	st->max_reorg_depth = (int) spi_get_int64(0, 7, &isnull);
 }
 
 /*
- * Insert workers commit batches out of order; rows of blocks at or above the
- * checkpoint are what a stopped or crashed run committed ahead of a batch
- * it lost.  Delete them before fetching from the checkpoint again.  Runs
- * before anything is queued, so no insert worker of this run has written.
+ * The start-up handshake (shared.h): hand a chain id learned from the node
+ * to insert worker 0, wait until it has repaired what an earlier run left,
+ * then read the checkpoint and the recent hashes.
  */
 static void
-discard_above_checkpoint(FetcherState *st)
+fetcher_begin(FetcherState *st)
 {
-	Oid			argtypes[2] = {INT8OID, INT8OID};
-	Datum		args[2];
-	bool		isnull;
-	int64		discarded = 0;
-	MemoryContext outer = CurrentMemoryContext;
+	ChainSlot  *slot = st->slot;
 
 	if (st->chain_id == 0)
-		return;					/* nothing was ever stored */
+	{
+		fetcher_verify_endpoint(st, st->current);	/* learns st->chain_id */
+		LWLockAcquire(&slot->commit_lock, LW_EXCLUSIVE);
+		slot->learned_chain_id = st->chain_id;
+		LWLockRelease(&slot->commit_lock);
+		ConditionVariableBroadcast(&slot->commit_cv);
+	}
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "discarding blocks above the checkpoint");
-	args[0] = Int64GetDatum(st->chain_id);
-	args[1] = Int64GetDatum(st->next_block);
-	if (SPI_execute_with_args("SELECT ethindex._discard_above_checkpoint($1, $2)",
-							  2, argtypes, args, NULL, false, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "could not discard uncheckpointed blocks of chain \"%s\"", st->name);
-	discarded = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-											SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(outer);
-	pgstat_report_activity(STATE_IDLE, NULL);
+	pgstat_report_activity(STATE_RUNNING, "waiting for insert worker 0 to start");
+	ConditionVariablePrepareToSleep(&slot->commit_cv);
+	for (;;)
+	{
+		bool		ready;
 
-	if (discarded > 0)
-		ereport(LOG,
-				(errmsg("ethindex chain \"%s\": discarded " INT64_FORMAT " blocks stored above the checkpoint at block " INT64_FORMAT,
-						st->name, discarded, st->next_block),
-				 errdetail("An earlier run committed them out of order and stopped before the blocks below them were stored; they are fetched again.")));
+		LWLockAcquire(&slot->commit_lock, LW_SHARED);
+		ready = slot->ready;
+		LWLockRelease(&slot->commit_lock);
+		if (ready)
+			break;
+		ConditionVariableTimedSleep(&slot->commit_cv, 1000, PG_WAIT_EXTENSION);
+		CHECK_FOR_INTERRUPTS();
+	}
+	ConditionVariableCancelSleep();
+
+	fork_load_hashes(st);
+	st->next_to_request = st->next_block;
+	st->ready = true;
+	ereport(LOG,
+			(errmsg("ethindex fetcher for chain \"%s\" started at block " INT64_FORMAT,
+					st->name, st->next_block)));
 }
 
-/* Record the chain id reported by the node for a chain registered without one. */
-static void
-store_chain_id(FetcherState *st, int64 chain_id)
-{
-	Oid			argtypes[2] = {INT8OID, TEXTOID};
-	Datum		args[2];
-	MemoryContext outer = CurrentMemoryContext;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	args[0] = Int64GetDatum(chain_id);
-	args[1] = CStringGetTextDatum(st->name);
-	if (SPI_execute_with_args("UPDATE ethindex.chains SET chain_id = $1 "
-							  "WHERE name = $2 AND chain_id IS NULL",
-							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not store the chain id of chain \"%s\"", st->name);
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(outer);
-}
+/* ---- calls ------------------------------------------------------------------ */
 
 static void
 append_call(StringInfo buf, int64 id, const char *method, const char *params)
@@ -351,70 +188,220 @@ append_call(StringInfo buf, int64 id, const char *method, const char *params)
 }
 
 /*
- * One JSON-RPC call to the current endpoint whose result is a quantity.
+ * POST a JSON-RPC body to an endpoint and return the response (its length
+ * in *len); a failure ("what" names the call) raises an error.
  */
-static int64
-quantity_call(FetcherState *st, const char *method)
+char *
+fetcher_call(FetcherState *st, int endpoint, const char *body, const char *what,
+			 size_t *len)
 {
-	Endpoint   *endpoint = &st->endpoints[st->current];
 	RpcRequest	request;
 	RpcRequest *requests[1] = {&request};
 	char	   *failure;
 
-	rpc_request_init(&request, endpoint->url);
-	append_call(&request.body, 1, method, "[]");
+	rpc_request_init(&request, st->endpoints[endpoint].url);
+	appendStringInfoString(&request.body, body);
 	rpc_perform(st->rpc, requests, 1);
-
 	failure = rpc_request_failure(&request);
 	if (failure)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("%s failed for chain \"%s\": %s", method, st->name, failure)));
-	return jsonrpc_quantity_result(request.response, request.response_len,
-								   method, endpoint->display);
+				 errmsg("%s failed for chain \"%s\": %s", what, st->name, failure)));
+	*len = request.response_len;
+	return request.response;
 }
 
-/* Check (or learn) the chain id of the current endpoint. */
-static void
-verify_endpoint(FetcherState *st)
+/* One JSON-RPC call without parameters whose result is a quantity. */
+static int64
+quantity_call(FetcherState *st, int endpoint, const char *method)
 {
-	Endpoint   *endpoint = &st->endpoints[st->current];
+	StringInfoData body;
+	char	   *response;
+	size_t		len;
+
+	initStringInfo(&body);
+	append_call(&body, 1, method, "[]");
+	response = fetcher_call(st, endpoint, body.data, method, &len);
+	return jsonrpc_quantity_result(response, len, method, st->endpoints[endpoint].display);
+}
+
+/* Check the chain id of an endpoint, or learn it when the chain has none. */
+void
+fetcher_verify_endpoint(FetcherState *st, int endpoint)
+{
+	Endpoint   *ep = &st->endpoints[endpoint];
 	int64		node_chain_id;
 
-	if (endpoint->verified)
+	if (ep->verified)
 		return;
-	node_chain_id = quantity_call(st, "eth_chainId");
+	node_chain_id = quantity_call(st, endpoint, "eth_chainId");
 	if (st->chain_id == 0)
-	{
-		store_chain_id(st, node_chain_id);
 		st->chain_id = node_chain_id;
-		ereport(LOG,
-				(errmsg("ethindex chain \"%s\" has chain id " INT64_FORMAT " (from %s)",
-						st->name, node_chain_id, endpoint->display)));
-		/* data kept from an earlier registration may lie above the checkpoint */
-		discard_above_checkpoint(st);
-	}
 	else if (st->chain_id != node_chain_id)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_EXCEPTION),
 				 errmsg("chain id mismatch for chain \"%s\": configured " INT64_FORMAT ", but %s reports " INT64_FORMAT,
-						st->name, st->chain_id, endpoint->display, node_chain_id),
+						st->name, st->chain_id, ep->display, node_chain_id),
 				 errhint("Register the chain again with the right chain_id, or fix its rpc_urls.")));
-	endpoint->verified = true;
+	ep->verified = true;
 }
 
+/* The quantity in a reply of a batch, or an error. */
+static int64
+reply_quantity(FetcherState *st, RpcReply *reply, const char *method)
+{
+	int64		value;
+
+	if (reply->is_error)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("%s failed for chain \"%s\": %s answered error %d: %s",
+						method, st->name, st->endpoints[st->current].display,
+						reply->error_code, reply->error_message ? reply->error_message : "")));
+	if (reply->result_is_null ||
+		!eth_parse_quantity_int64(reply->result, reply->result_len, &value))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("%s from %s returned no valid quantity",
+						method, st->endpoints[st->current].display)));
+	return value;
+}
+
+/*
+ * A finality tag's block in a reply of the head poll: false (and the
+ * endpoint remembered as having none) when it answers an error or null.
+ */
+static bool
+reply_finality(FetcherState *st, RpcReply *reply, const char *tag, int64 *number, uint8 *hash)
+{
+	Endpoint   *ep = &st->endpoints[st->current];
+
+	if (!reply->is_error &&
+		jsonrpc_block_header(reply->result, reply->result_len, number, hash, tag, ep->display))
+		return true;
+	ereport(LOG,
+			(errmsg("ethindex chain \"%s\": %s reports no \"%s\" block, so finality is not tracked with it",
+					st->name, ep->display, tag)));
+	ep->no_finality = true;
+	return false;
+}
+
+/*
+ * Poll the node's head, with its "safe" and "finalized" blocks in the same
+ * request every FINALITY_POLL_MS, and publish them.
+ */
 static void
 refresh_head(FetcherState *st)
 {
-	int64		head = quantity_call(st, "eth_blockNumber");
+	Endpoint   *ep = &st->endpoints[st->current];
+	TimestampTz now = GetCurrentTimestamp();
+	bool		finality = !ep->no_finality &&
+		TimestampDifferenceExceeds(st->finality_checked_at, now, FINALITY_POLL_MS);
+	int64		head;
+	int64		safe = -1;
+
+	if (!finality)
+		head = quantity_call(st, st->current, "eth_blockNumber");
+	else
+	{
+		const char *body = "[{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"eth_blockNumber\",\"params\":[]},"
+		"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"eth_getBlockByNumber\",\"params\":[\"safe\",false]},"
+		"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"eth_getBlockByNumber\",\"params\":[\"finalized\",false]}]";
+		char	   *response;
+		size_t		len;
+		RpcReply   *replies;
+		int			nreplies;
+		RpcReply   *byid[3] = {NULL, NULL, NULL};
+		int64		number;
+		uint8		hash[32];
+
+		response = fetcher_call(st, st->current, body, "eth_blockNumber", &len);
+		nreplies = eth_split_rpc_response(response, len, &replies);
+		for (int i = 0; i < nreplies; i++)
+			if (replies[i].id >= 0 && replies[i].id < 3)
+				byid[replies[i].id] = &replies[i];
+		if (byid[0] == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("%s answered no eth_blockNumber for chain \"%s\"", ep->display, st->name)));
+		head = reply_quantity(st, byid[0], "eth_blockNumber");
+		st->finality_checked_at = now;
+		if (byid[1] != NULL && byid[2] != NULL &&
+			reply_finality(st, byid[1], "safe", &number, hash))
+		{
+			safe = number;
+			if (reply_finality(st, byid[2], "finalized", &number, hash))
+				fork_note_finality(st, number, hash);
+		}
+		else
+			ep->no_finality = true;
+	}
+	chain_record_head_request(st->slot);
 
 	st->head = head;
 	st->head_checked_at = GetCurrentTimestamp();
 	SpinLockAcquire(&st->slot->mutex);
 	st->slot->node_head = head;
-	strlcpy(st->slot->endpoint, st->endpoints[st->current].display,
-			sizeof(st->slot->endpoint));
+	if (safe >= 0)
+		st->slot->node_safe = safe;
+	strlcpy(st->slot->endpoint, ep->display, sizeof(st->slot->endpoint));
 	SpinLockRelease(&st->slot->mutex);
+}
+
+/*
+ * An endpoint whose head stays below the blocks queued (a lagging or
+ * syncing node) is left for the next one, if there is one.
+ */
+static void
+check_lagging(FetcherState *st)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (st->head >= st->next_block - 1 || st->nendpoints < 2)
+	{
+		st->lagging_since = 0;
+		return;
+	}
+	if (st->lagging_since == 0)
+		st->lagging_since = now;
+	else if (TimestampDifferenceExceeds(st->lagging_since, now, LAGGING_SWITCH_MS))
+	{
+		int			next = (st->current + 1) % st->nendpoints;
+
+		ereport(LOG,
+				(errmsg("ethindex chain \"%s\": %s stays at block " INT64_FORMAT ", below block " INT64_FORMAT " already stored; using %s",
+						st->name, st->endpoints[st->current].display, st->head,
+						st->next_block - 1, st->endpoints[next].display)));
+		st->current = next;
+		st->lagging_since = 0;
+		st->head = -1;
+	}
+}
+
+/* ---- blocks ------------------------------------------------------------------ */
+
+/* Append calls for blocks first .. first + nblocks - 1 to a batch body. */
+static void
+append_block_calls(StringInfo body, int64 first, int nblocks, bool with_receipts)
+{
+	appendStringInfoChar(body, '[');
+	for (int b = 0; b < nblocks; b++)
+	{
+		int64		number = first + b;
+		char		params[64];
+
+		if (b > 0)
+			appendStringInfoChar(body, ',');
+		snprintf(params, sizeof(params), "[\"0x%" INT64_MODIFIER "x\",true]", number);
+		append_call(body, 2 * (int64) b, "eth_getBlockByNumber", params);
+		if (with_receipts)
+		{
+			snprintf(params, sizeof(params), "[\"0x%" INT64_MODIFIER "x\"]", number);
+			appendStringInfoChar(body, ',');
+			append_call(body, 2 * (int64) b + 1, "eth_getBlockReceipts", params);
+		}
+	}
+	appendStringInfoChar(body, ']');
 }
 
 /* Find the reply with the given id, or raise an error. */
@@ -422,7 +409,6 @@ static RpcReply *
 reply_by_id(FetcherState *st, RpcReply *replies, int nreplies, int64 id,
 			const char *method, int64 block)
 {
-	/* replies normally come in request order: try the likely place first */
 	for (int i = 0; i < nreplies; i++)
 		if (replies[i].id == id)
 			return &replies[i];
@@ -474,13 +460,10 @@ is_method_not_found(RpcReply *reply)
 static void
 fetch_single_receipts(FetcherState *st, PendingBlock *pb)
 {
-	RpcRequest	request;
-	RpcRequest *requests[1] = {&request};
 	RpcReply   *replies;
 	int			nreplies;
 	int			ntx;
 	char	  **hashes;
-	char	   *failure;
 	StringInfoData out;
 
 	hashes = jsonrpc_transaction_hashes(pb->block->result, pb->block->result_len,
@@ -489,26 +472,26 @@ fetch_single_receipts(FetcherState *st, PendingBlock *pb)
 	appendStringInfoChar(&out, '[');
 	if (ntx > 0)
 	{
-		rpc_request_init(&request, st->endpoints[st->current].url);
-		appendStringInfoChar(&request.body, '[');
+		StringInfoData body;
+		char	   *response;
+		size_t		len;
+
+		initStringInfo(&body);
+		appendStringInfoChar(&body, '[');
 		for (int i = 0; i < ntx; i++)
 		{
 			char		params[80];
 
 			snprintf(params, sizeof(params), "[\"%s\"]", hashes[i]);
 			if (i > 0)
-				appendStringInfoChar(&request.body, ',');
-			append_call(&request.body, (int64) i, "eth_getTransactionReceipt", params);
+				appendStringInfoChar(&body, ',');
+			append_call(&body, (int64) i, "eth_getTransactionReceipt", params);
 		}
-		appendStringInfoChar(&request.body, ']');
-		rpc_perform(st->rpc, requests, 1);
-		failure = rpc_request_failure(&request);
-		if (failure)
-			ereport(ERROR,
-					(errcode(ERRCODE_CONNECTION_FAILURE),
-					 errmsg("eth_getTransactionReceipt failed for block " INT64_FORMAT " of chain \"%s\": %s",
-							pb->number, st->name, failure)));
-		nreplies = eth_split_rpc_response(request.response, request.response_len, &replies);
+		appendStringInfoChar(&body, ']');
+		response = fetcher_call(st, st->current, body.data,
+								psprintf("eth_getTransactionReceipt for block " INT64_FORMAT, pb->number),
+								&len);
+		nreplies = eth_split_rpc_response(response, len, &replies);
 		for (int i = 0; i < ntx; i++)
 		{
 			RpcReply   *reply = reply_by_id(st, replies, nreplies, (int64) i,
@@ -525,43 +508,90 @@ fetch_single_receipts(FetcherState *st, PendingBlock *pb)
 	pb->fallback_len = out.len;
 }
 
-/* Decode one fetched block and put it into the queue. */
+/*
+ * Decode block "number", the b-th of a batch response of append_block_calls()
+ * (with_receipts as asked; falls back to single receipts when the endpoint
+ * lacks eth_getBlockReceipts, and sets *with_receipts false then).
+ */
 static void
-queue_block(FetcherState *st, PendingBlock *pb)
+decode_batch_block(FetcherState *st, RpcReply *replies, int nreplies, int b,
+				   int64 number, bool *with_receipts, DecodedBlock *decoded)
 {
-	DecodedBlock decoded;
-	const char *receipts = pb->fallback_receipts ? pb->fallback_receipts : pb->receipts->result;
-	size_t		receipts_len = pb->fallback_receipts ? pb->fallback_len : pb->receipts->result_len;
-	Size		size;
-	char	   *dst;
+	Endpoint   *endpoint = &st->endpoints[st->current];
+	PendingBlock pb;
+	const char *receipts;
+	size_t		receipts_len;
 
-	eth_decode_block(&decoded, st->chain_id, pb->number,
-					 pb->block->result, pb->block->result_len,
+	memset(&pb, 0, sizeof(pb));
+	pb.number = number;
+	pb.block = reply_by_id(st, replies, nreplies, 2 * (int64) b,
+						   "eth_getBlockByNumber", number);
+	check_reply(st, pb.block, "eth_getBlockByNumber", number);
+	if (*with_receipts)
+	{
+		pb.receipts = reply_by_id(st, replies, nreplies, 2 * (int64) b + 1,
+								  "eth_getBlockReceipts", number);
+		if (is_method_not_found(pb.receipts))
+		{
+			ereport(LOG,
+					(errmsg("ethindex chain \"%s\": %s does not support eth_getBlockReceipts, using eth_getTransactionReceipt",
+							st->name, endpoint->display)));
+			endpoint->no_block_receipts = true;
+			*with_receipts = false;
+		}
+		else
+			check_reply(st, pb.receipts, "eth_getBlockReceipts", number);
+	}
+	if (!*with_receipts)
+		fetch_single_receipts(st, &pb);
+	receipts = pb.fallback_receipts ? pb.fallback_receipts : pb.receipts->result;
+	receipts_len = pb.fallback_receipts ? pb.fallback_len : pb.receipts->result_len;
+	eth_decode_block(decoded, st->chain_id, number,
+					 pb.block->result, pb.block->result_len,
 					 receipts, receipts_len);
-
-	if (st->have_prev && memcmp(decoded.parent_hash, st->prev_hash, 32) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_EXCEPTION),
-				 errmsg("parent hash mismatch at block " INT64_FORMAT " of chain \"%s\"",
-						pb->number, st->name),
-				 errdetail("Block " INT64_FORMAT " names parent %s, but block " INT64_FORMAT " was stored with hash %s.",
-						   pb->number, eth_bytes_to_hex(decoded.parent_hash, 32),
-						   pb->number - 1, eth_bytes_to_hex(st->prev_hash, 32)),
-				 errhint("The chain was reorganized below the indexed blocks; this version of ethindex does not roll back stored blocks.")));
-
-	size = blockrec_size(&decoded);
-	dst = queue_reserve(&st->slot->queue, st->ring, size);
-	blockrec_write(&decoded, dst, size);
-	queue_commit(&st->slot->queue, st->ring, size);
-
-	st->next_block = pb->number + 1;
-	memcpy(st->prev_hash, decoded.hash, 32);
-	st->have_prev = true;
 }
+
+/* Put a decoded block into the queue (waits while the queue is full). */
+static void
+queue_decoded(FetcherState *st, const DecodedBlock *decoded, const BlockRecordMeta *meta)
+{
+	Size		size = blockrec_size(decoded);
+	char	   *dst = queue_reserve(&st->slot->queue, st->ring, size);
+
+	blockrec_write(decoded, meta, dst, size);
+	queue_commit(&st->slot->queue, st->ring, size);
+}
+
+/*
+ * Queue the next block, unless its parent is not the block queued before
+ * it: then remember the mismatch and return false (fork.c takes over).
+ */
+static bool
+queue_next_block(FetcherState *st, const DecodedBlock *decoded, bool ordered)
+{
+	BlockRecordMeta meta;
+	uint8		prev[32];
+
+	if (hashes_last(&st->hashes, prev) && memcmp(decoded->parent_hash, prev, 32) != 0)
+	{
+		st->mismatch_block = decoded->number;
+		memcpy(st->mismatch_parent, decoded->parent_hash, 32);
+		return false;
+	}
+	fork_check_finality(st, decoded->number, decoded->hash);
+	meta.flags = ordered ? BLOCK_ORDERED : 0;
+	meta.refetch_id = 0;
+	queue_decoded(st, decoded, &meta);
+	hashes_push(&st->hashes, decoded->number, decoded->hash);
+	st->next_block = decoded->number + 1;
+	return true;
+}
+
+/* ---- the window ------------------------------------------------------------ */
 
 /* Put a request for blocks [first, first + nblocks) in flight. */
 static void
-start_window_request(FetcherState *st, int64 first, int nblocks)
+start_window_request(FetcherState *st, int64 first, int nblocks, bool ordered)
 {
 	Endpoint   *endpoint = &st->endpoints[st->current];
 	WindowRequest *w = &st->window[(st->window_first + st->window_count) % WINDOW_MAX];
@@ -570,28 +600,12 @@ start_window_request(FetcherState *st, int64 first, int nblocks)
 	w->first = first;
 	w->nblocks = nblocks;
 	w->with_receipts = !endpoint->no_block_receipts;
+	w->ordered = ordered;
 	w->context = AllocSetContextCreate(st->fetcher_context, "ethindex fetcher request",
 									   ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(w->context);
 	rpc_request_init(&w->request, endpoint->url);
-	appendStringInfoChar(&w->request.body, '[');
-	for (int b = 0; b < nblocks; b++)
-	{
-		int64		number = first + b;
-		char		params[64];
-
-		if (b > 0)
-			appendStringInfoChar(&w->request.body, ',');
-		snprintf(params, sizeof(params), "[\"0x%" INT64_MODIFIER "x\",true]", number);
-		append_call(&w->request.body, 2 * (int64) b, "eth_getBlockByNumber", params);
-		if (w->with_receipts)
-		{
-			snprintf(params, sizeof(params), "[\"0x%" INT64_MODIFIER "x\"]", number);
-			appendStringInfoChar(&w->request.body, ',');
-			append_call(&w->request.body, 2 * (int64) b + 1, "eth_getBlockReceipts", params);
-		}
-	}
-	appendStringInfoChar(&w->request.body, ']');
+	append_block_calls(&w->request.body, first, nblocks, w->with_receipts);
 	MemoryContextSwitchTo(old);
 
 	/* counted before starting, so that reset_window() frees it on error */
@@ -600,7 +614,7 @@ start_window_request(FetcherState *st, int64 first, int nblocks)
 	rpc_start(st->rpc, &w->request);
 }
 
-/* Forget every request in flight (after an error). */
+/* Forget every request in flight (after an error or a reorganization). */
 static void
 reset_window(FetcherState *st)
 {
@@ -616,170 +630,20 @@ reset_window(FetcherState *st)
 	st->next_to_request = st->next_block;
 }
 
-/* The manual upper bound of the window (ethindex.max_requests_in_flight). */
-static int
-window_cap(void)
-{
-	return Min(ethindex_max_requests_in_flight, WINDOW_MAX);
-}
-
-/* Show the current request sizing in the chain's status, if it changed. */
-static void
-publish_sizing(FetcherState *st)
-{
-	if (st->request_blocks == st->published_blocks &&
-		st->window_limit == st->published_window)
-		return;
-	SpinLockAcquire(&st->slot->mutex);
-	st->slot->request_blocks = st->request_blocks;
-	st->slot->window_limit = st->window_limit;
-	SpinLockRelease(&st->slot->mutex);
-	st->published_blocks = st->request_blocks;
-	st->published_window = st->window_limit;
-}
-
-/* Start a new measuring epoch with the next request put in flight. */
-static void
-epoch_restart(FetcherState *st)
-{
-	st->epoch_start = 0;
-	st->epoch_requests = 0;
-	st->epoch_bytes = 0;
-	st->epoch_seconds = 0;
-	st->epoch_limited = false;
-}
-
-static void
-sizing_init(FetcherState *st)
-{
-	st->blocks_ceiling = ADAPT_MAX_BLOCKS;
-	st->request_blocks = st->batch_size > 0 ? st->batch_size : ADAPT_FIRST_BLOCKS;
-	st->window_limit = window_cap();
-	epoch_restart(st);
-	publish_sizing(st);
-}
-
-/*
- * A failed attempt: halve the window and, when adaptive and blocks were
- * being fetched, the ceiling of blocks per request; forget the
- * measurements, which may be of another endpoint.  Runs in the error path:
- * only arithmetic and the spinlock.
- */
-static void
-sizing_failed(FetcherState *st, bool fetching)
-{
-	st->window_limit = Max(Min(st->window_limit, window_cap()) / 2, 1);
-	if (st->batch_size <= 0 && fetching)
-	{
-		st->blocks_ceiling = Max(st->request_blocks / 2, 1);
-		st->request_blocks = st->blocks_ceiling;
-		st->ceiling_successes = 0;
-	}
-	st->prev_throughput = 0;
-	st->base_latency = 0;
-	st->held_epochs = 0;
-	epoch_restart(st);
-	publish_sizing(st);
-}
-
-/* The end of an epoch: adjust the window (see the file header). */
-static void
-finish_epoch(FetcherState *st, TimestampTz now)
-{
-	double		elapsed = (double) (now - st->epoch_start) / USECS_PER_SEC;
-	double		throughput = st->epoch_bytes / elapsed;
-	double		latency = st->epoch_seconds / st->epoch_bytes;
-	bool		gain;
-	bool		slow;
-	int			old_limit = st->window_limit;
-
-	gain = st->prev_throughput <= 0 ||
-		throughput > st->prev_throughput * (1.0 + ADAPT_GAIN_PERCENT / 100.0);
-	slow = st->base_latency > 0 && latency > st->base_latency * ADAPT_SLOW_FACTOR;
-	if (st->base_latency <= 0 || latency < st->base_latency)
-		st->base_latency = latency;
-	st->prev_throughput = throughput;
-
-	if (gain)
-		st->window_limit++;
-	else if (slow)
-		st->window_limit /= 2;
-	else if (++st->held_epochs >= ADAPT_PROBE_EPOCHS)
-		st->window_limit++;
-	st->window_limit = Max(Min(st->window_limit, window_cap()), 1);
-	if (st->window_limit != old_limit)
-		st->held_epochs = 0;
-
-	epoch_restart(st);
-	/* the requests in flight belong to the new epoch */
-	st->epoch_start = now;
-}
-
-/*
- * Account for a request whose blocks are all queued: adapt the blocks per
- * request to the response size, and the window to the measured epoch.
- */
-static void
-sizing_request_done(FetcherState *st, WindowRequest *w)
-{
-	TimestampTz now = GetCurrentTimestamp();
-
-	if (st->batch_size <= 0)
-	{
-		double		sample = (double) w->request.response_len / w->nblocks;
-		double		wanted;
-
-		if (st->bytes_per_block <= 0)
-			st->bytes_per_block = sample;
-		else
-			st->bytes_per_block += (sample - st->bytes_per_block) / 4;
-
-		if (++st->ceiling_successes >= ADAPT_CEILING_RECOVERY)
-		{
-			st->blocks_ceiling = Min(st->blocks_ceiling * 2, ADAPT_MAX_BLOCKS);
-			st->ceiling_successes = 0;
-		}
-		wanted = ADAPT_TARGET_BYTES / Max(st->bytes_per_block, 1.0);
-		wanted = Min(wanted, (double) st->blocks_ceiling);
-		wanted = Min(wanted, 2.0 * st->request_blocks);
-		st->request_blocks = Max((int) wanted, 1);
-	}
-
-	if (st->epoch_start != 0)
-	{
-		st->epoch_requests++;
-		st->epoch_bytes += (double) w->request.response_len;
-		st->epoch_seconds += w->request.seconds;
-		if (st->epoch_requests >= Max(2 * st->window_limit, ADAPT_EPOCH_REQUESTS) &&
-			TimestampDifferenceExceeds(st->epoch_start, now, ADAPT_EPOCH_MIN_MS))
-		{
-			if (st->epoch_limited || st->epoch_bytes <= 0 || now <= st->epoch_start)
-			{
-				/* not a measure of what the window can do */
-				epoch_restart(st);
-				st->epoch_start = now;
-			}
-			else
-				finish_epoch(st, now);
-		}
-	}
-	publish_sizing(st);
-}
-
 /*
  * Check, decode and queue the blocks of the oldest request, block after
  * block, so that the blocks before a bad one are stored.  The request is
- * removed from the window when all its blocks are queued.
+ * removed from the window when all its blocks are queued.  Returns false
+ * when a block's parent is not the block queued before it.
  */
-static void
+static bool
 process_window_request(FetcherState *st)
 {
 	WindowRequest *w = &st->window[st->window_first];
-	Endpoint   *endpoint = &st->endpoints[st->current];
 	char	   *failure = rpc_request_failure(&w->request);
 	RpcReply   *replies;
 	int			nreplies;
-	bool		need_fallback = !w->with_receipts;
+	bool		with_receipts = w->with_receipts;
 	MemoryContext old;
 
 	if (failure)
@@ -795,31 +659,11 @@ process_window_request(FetcherState *st)
 	MemoryContextSwitchTo(old);
 	for (int b = 0; b < w->nblocks; b++)
 	{
-		PendingBlock pb;
+		DecodedBlock decoded;
 
-		memset(&pb, 0, sizeof(pb));
-		pb.number = w->first + b;
-		pb.block = reply_by_id(st, replies, nreplies, 2 * (int64) b,
-							   "eth_getBlockByNumber", pb.number);
-		check_reply(st, pb.block, "eth_getBlockByNumber", pb.number);
-		if (!need_fallback)
-		{
-			pb.receipts = reply_by_id(st, replies, nreplies, 2 * (int64) b + 1,
-									  "eth_getBlockReceipts", pb.number);
-			if (is_method_not_found(pb.receipts))
-			{
-				ereport(LOG,
-						(errmsg("ethindex chain \"%s\": %s does not support eth_getBlockReceipts, using eth_getTransactionReceipt",
-								st->name, endpoint->display)));
-				endpoint->no_block_receipts = true;
-				need_fallback = true;
-			}
-			else
-				check_reply(st, pb.receipts, "eth_getBlockReceipts", pb.number);
-		}
-		if (need_fallback)
-			fetch_single_receipts(st, &pb);
-		queue_block(st, &pb);
+		decode_batch_block(st, replies, nreplies, b, w->first + b, &with_receipts, &decoded);
+		if (!queue_next_block(st, &decoded, w->ordered))
+			return false;
 		MemoryContextReset(st->loop_context);
 	}
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -828,7 +672,107 @@ process_window_request(FetcherState *st)
 	MemoryContextDelete(w->context);
 	st->window_first = (st->window_first + 1) % WINDOW_MAX;
 	st->window_count--;
+	return true;
 }
+
+/* ---- refetches -------------------------------------------------------------- */
+
+/*
+ * The oldest unfinished refetch request not queued completely yet: the one
+ * being served (its progress is the fetcher's own) or the next one (its
+ * progress is what the insert workers committed).  refetch_id 0: none.
+ */
+static void
+next_refetch_work(void *arg)
+{
+	FetcherState *st = (FetcherState *) arg;
+	Oid			argtypes[2] = {TEXTOID, INT8OID};
+	Datum		args[2];
+	bool		isnull;
+	int64		id;
+
+	args[0] = CStringGetTextDatum(st->name);
+	args[1] = Int64GetDatum(st->refetch_done_id);
+	spi_run("SELECT id, next_block, to_block FROM ethindex.refetches "
+			"WHERE chain = $1 AND finished_at IS NULL AND id > $2 ORDER BY id LIMIT 1",
+			2, argtypes, args, NULL, true, 1);
+	if (SPI_processed == 0)
+	{
+		st->refetch_id = 0;
+		return;
+	}
+	id = spi_get_int64(0, 1, &isnull);
+	if (id != st->refetch_id)
+	{
+		st->refetch_id = id;
+		st->refetch_next = spi_get_int64(0, 2, &isnull);
+		st->refetch_to = spi_get_int64(0, 3, &isnull);
+	}
+}
+
+/*
+ * Once caught up: queue one batch of the oldest unfinished refetch request
+ * (blocks marked BLOCK_REPLACE; the insert workers check them against the
+ * stored chain).  Returns false when there is nothing to do.
+ */
+static bool
+refetch_step(FetcherState *st)
+{
+	uint32		generation;
+	int64		first;
+	int			nblocks;
+	StringInfoData body;
+	char	   *response;
+	size_t		len;
+	RpcReply   *replies;
+	int			nreplies;
+	bool		with_receipts = !st->endpoints[st->current].no_block_receipts;
+
+	SpinLockAcquire(&st->slot->mutex);
+	generation = st->slot->refetch_generation;
+	SpinLockRelease(&st->slot->mutex);
+	if (generation != st->refetch_generation)
+	{
+		st->refetch_generation = generation;
+		st->refetch_lookup = true;
+	}
+	if (st->refetch_id == 0 && !st->refetch_lookup)
+		return false;
+	/* the request being served may have failed meanwhile: look every time */
+	run_in_transaction("looking for refetch requests", next_refetch_work, st);
+	st->refetch_lookup = false;
+	if (st->refetch_id == 0)
+		return false;
+
+	first = st->refetch_next;
+	nblocks = (int) Min((int64) Max(st->request_blocks, 1), st->refetch_to - first + 1);
+	pgstat_report_activity(STATE_RUNNING, "refetching blocks");
+	initStringInfo(&body);
+	append_block_calls(&body, first, nblocks, with_receipts);
+	response = fetcher_call(st, st->current, body.data, "refetching blocks", &len);
+	nreplies = eth_split_rpc_response(response, len, &replies);
+	for (int b = 0; b < nblocks; b++)
+	{
+		DecodedBlock decoded;
+		BlockRecordMeta meta;
+
+		decode_batch_block(st, replies, nreplies, b, first + b, &with_receipts, &decoded);
+		meta.flags = BLOCK_REPLACE;
+		meta.refetch_id = st->refetch_id;
+		queue_decoded(st, &decoded, &meta);
+	}
+	pgstat_report_activity(STATE_IDLE, NULL);
+	st->refetch_next = first + nblocks;
+	if (st->refetch_next > st->refetch_to)
+	{
+		st->refetch_done_id = st->refetch_id;
+		st->refetch_id = 0;
+		st->refetch_lookup = true;	/* look for the next request */
+	}
+	return true;
+}
+
+/* ---- the loop --------------------------------------------------------------- */
 
 /* Wait on the latch; returns early when it is set. */
 static void
@@ -850,6 +794,7 @@ fetcher_detach(int code, Datum arg)
 
 	SpinLockAcquire(&slot->mutex);
 	slot->fetcher_pid = 0;
+	slot->fetcher_latch = NULL;
 	SpinLockRelease(&slot->mutex);
 }
 
@@ -862,31 +807,51 @@ fetcher_step(FetcherState *st)
 {
 	int64		target;
 	int			max_inflight;
+	bool		caught_up;
+	TimestampTz now;
+
+	if (!st->ready)
+	{
+		fetcher_begin(st);
+		return;
+	}
 
 	/* the upper bound may have been lowered by a reload */
-	st->window_limit = Min(st->window_limit, window_cap());
-	publish_sizing(st);
+	st->window_limit = Min(st->window_limit, sizing_window_cap());
+	sizing_publish(st);
 	max_inflight = st->window_limit;
 
-	verify_endpoint(st);
+	fetcher_verify_endpoint(st, st->current);
 
-	target = st->head - st->confirmations;
+	now = GetCurrentTimestamp();
+	caught_up = st->window_count == 0 && st->next_to_request > st->head - st->confirmations;
 	if (st->head < 0 ||
-		(st->window_count == 0 && st->next_to_request > target) ||
-		TimestampDifferenceExceeds(st->head_checked_at, GetCurrentTimestamp(),
-								   (int) st->poll_interval_ms))
+		(caught_up ? now >= st->next_poll_at :
+		 TimestampDifferenceExceeds(st->head_checked_at, now, HEAD_REFRESH_MS)))
 	{
 		refresh_head(st);
-		target = st->head - st->confirmations;
+		now = GetCurrentTimestamp();
+		if (caught_up)
+			headpoll_observe(&st->schedule, st->head, now);
+		st->next_poll_at = TimestampTzPlusMilliseconds(now, headpoll_delay(&st->schedule, now));
+		check_lagging(st);
 	}
+	target = st->head - st->confirmations;
 
 	if (st->window_count == 0 && st->next_to_request > target)
 	{
+		long		secs;
+		int			usecs;
+
 		/* caught up: the chain is healthy, wait for the next block */
 		st->failures = 0;
-		epoch_restart(st);		/* idle time is no measure of the window */
+		sizing_epoch_restart(st);	/* idle time is no measure of the window */
 		chain_set_state(st->slot, CHAIN_STATE_RUNNING);
-		fetcher_sleep(st->poll_interval_ms);
+		if (refetch_step(st))
+			return;
+		TimestampDifference(GetCurrentTimestamp(), st->next_poll_at, &secs, &usecs);
+		if (secs > 0 || usecs > 0)
+			fetcher_sleep(secs * 1000 + (usecs + 999) / 1000);
 		return;
 	}
 
@@ -904,11 +869,14 @@ fetcher_step(FetcherState *st)
 		while (st->window_count < max_inflight && st->next_to_request <= target &&
 			   (st->window_count == 0 || queued_bytes < st->slot->queue.capacity / 2))
 		{
+			int			nblocks = (int) Min(st->request_blocks,
+											target - st->next_to_request + 1);
+
 			if (st->epoch_start == 0)
 				st->epoch_start = GetCurrentTimestamp();
-			start_window_request(st, st->next_to_request,
-								 (int) Min(st->request_blocks,
-										   target - st->next_to_request + 1));
+			/* a request that reaches the head: its blocks commit in order */
+			start_window_request(st, st->next_to_request, nblocks,
+								 st->next_to_request + nblocks - 1 >= target);
 		}
 	}
 	/* head reached or queue half full: the window is not what limits */
@@ -921,7 +889,12 @@ fetcher_step(FetcherState *st)
 		rpc_wait(st->rpc, 1000);
 		return;
 	}
-	process_window_request(st);
+	if (!process_window_request(st))
+	{
+		reset_window(st);
+		fork_roll_back(st);
+		return;
+	}
 	st->failures = 0;
 	chain_set_state(st->slot, CHAIN_STATE_RUNNING);
 }
@@ -944,17 +917,22 @@ ethindex_fetcher_main(Datum main_arg)
 	st.slot = chain_slot_attach(slotno, MyBgworkerEntry->bgw_extra);
 	st.ring = ethindex_queue_buffer(slotno);
 	st.head = -1;
+	st.mismatch_block = -1;
+	st.node_finalized = -1;
+	st.pending_finalized = -1;
+	st.finalized_through = -1;
 
 	SpinLockAcquire(&st.slot->mutex);
 	st.slot->fetcher_pid = MyProcPid;
+	st.slot->fetcher_latch = MyLatch;
+	st.slot->fetcher_started_at = GetCurrentTimestamp();
+	st.refetch_generation = st.slot->refetch_generation;
 	SpinLockRelease(&st.slot->mutex);
+	st.refetch_lookup = true;	/* requests may wait from before */
 	on_shmem_exit(fetcher_detach, PointerGetDatum(st.slot));
 
 	BackgroundWorkerInitializeConnection(ethindex_database, NULL, 0);
 	pgstat_report_appname(psprintf("ethindex fetcher %s", st.name));
-	/* a database's timeouts would abort the discard of a large range */
-	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
 
 	fetcher_context = AllocSetContextCreate(TopMemoryContext, "ethindex fetcher",
 											ALLOCSET_DEFAULT_SIZES);
@@ -963,9 +941,7 @@ ethindex_fetcher_main(Datum main_arg)
 	MemoryContextSwitchTo(fetcher_context);
 	jsonrpc_init_allocator();
 
-	load_configuration(&st);
-	MemoryContextSwitchTo(fetcher_context);
-	discard_above_checkpoint(&st);
+	run_in_transaction("reading chain configuration", load_configuration_work, &st);
 	if (st.nendpoints == 0)
 		ereport(FATAL,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -973,12 +949,9 @@ ethindex_fetcher_main(Datum main_arg)
 	st.rpc = rpc_client_create(fetcher_context);
 	st.fetcher_context = fetcher_context;
 	st.window = MemoryContextAllocZero(fetcher_context, sizeof(WindowRequest) * WINDOW_MAX);
-	st.next_to_request = st.next_block;
+	hashes_init(&st.hashes, st.max_reorg_depth + 1, fetcher_context);
+	headpoll_init(&st.schedule, (double) st.poll_interval_ms);
 	sizing_init(&st);
-
-	ereport(LOG,
-			(errmsg("ethindex fetcher for chain \"%s\" started at block " INT64_FORMAT,
-					st.name, st.next_block)));
 
 	/*
 	 * Errors of one attempt land here: report, switch endpoint, back off,
@@ -1006,12 +979,14 @@ ethindex_fetcher_main(Datum main_arg)
 		fetching = st.window_count > 0;
 		reset_window(&st);
 		sizing_failed(&st, fetching);
+		st.mismatch_block = -1;
 		MemoryContextReset(st.loop_context);
 		RESUME_INTERRUPTS();
 
 		st.failures++;
 		st.current = (st.current + 1) % st.nendpoints;
 		st.head = -1;
+		st.lagging_since = 0;
 		/* no wait while other endpoints have not been tried this round */
 		if (st.failures >= st.nendpoints)
 		{

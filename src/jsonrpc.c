@@ -2,8 +2,9 @@
  *
  * jsonrpc.c
  *	  Decoding of small JSON-RPC responses with jansson: single-call
- *	  envelopes with a quantity result (eth_chainId, eth_blockNumber), and
- *	  the transaction hashes of a block for the per-transaction receipt
+ *	  envelopes with a quantity result (eth_chainId, eth_blockNumber), the
+ *	  number and hash of block headers (fork search, finality), and the
+ *	  transaction hashes of a block for the per-transaction receipt
  *	  fallback.  Blocks and receipts proper are decoded by decode.c.
  *
  *	  jansson allocates through palloc (jsonrpc_init_allocator), so its
@@ -133,4 +134,40 @@ jsonrpc_transaction_hashes(const char *block, size_t len, int64 number, int *ntx
 	json_decref(root);
 	*ntx = (int) n;
 	return hashes;
+}
+
+/*
+ * The number and hash of a block object (the result of
+ * eth_getBlockByNumber); false if the result is null.  "what" names the
+ * block asked for in errors.
+ */
+bool
+jsonrpc_block_header(const char *result, size_t len, int64 *number, uint8 *hash,
+					 const char *what, const char *endpoint)
+{
+	json_error_t jerror;
+	json_t	   *root = json_loadb(result, len, JSON_DECODE_ANY, &jerror);
+	json_t	   *jnumber;
+	json_t	   *jhash;
+
+	if (root == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("malformed JSON in the header of %s from %s", what, endpoint),
+				 errdetail("%s at position %d.", jerror.text, jerror.position)));
+	if (json_is_null(root))
+	{
+		json_decref(root);
+		return false;
+	}
+	jnumber = json_is_object(root) ? json_object_get(root, "number") : NULL;
+	jhash = json_is_object(root) ? json_object_get(root, "hash") : NULL;
+	if (!json_is_string(jnumber) || !json_is_string(jhash) ||
+		!eth_parse_quantity_int64(json_string_value(jnumber), json_string_length(jnumber), number) ||
+		!eth_parse_hash(json_string_value(jhash), json_string_length(jhash), hash))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("the header of %s from %s has no valid number and hash", what, endpoint)));
+	json_decref(root);
+	return true;
 }

@@ -56,7 +56,7 @@ typedef struct LauncherSlot
 	bool		stopping;		/* workers terminated, waiting for exit */
 	TimestampTz restart_at;		/* 0: start as soon as possible */
 	long		restart_delay_ms;
-	int64		stored_at_start;	/* stored_through when last started */
+	int64		checkpoint_at_start;	/* checkpoint_next when last started */
 	bool		warned_no_worker_slot;
 } LauncherSlot;
 
@@ -215,13 +215,18 @@ start_workers(int slotno)
 	LWLockRelease(ethindex_shared->lock);
 	SpinLockAcquire(&slot->mutex);
 	slot->state = CHAIN_STATE_STARTING;
-	ls->stored_at_start = slot->stored_through;
 	slot->nwriters = ethindex_insert_workers;
-	slot->checkpoint_next = -1;
-	slot->npending = 0;
 	slot->request_blocks = 0;
 	slot->window_limit = 0;
 	SpinLockRelease(&slot->mutex);
+	/* the start-up handshake begins again (shared.h) */
+	LWLockAcquire(&slot->commit_lock, LW_EXCLUSIVE);
+	ls->checkpoint_at_start = slot->checkpoint_next;
+	slot->ready = false;
+	slot->learned_chain_id = 0;
+	slot->checkpoint_next = -1;
+	slot->npending = 0;
+	LWLockRelease(&slot->commit_lock);
 
 	ok = true;
 	for (int w = 0; w < ethindex_insert_workers && ok; w++)
@@ -282,7 +287,8 @@ assign_slot(const char *name)
 		SpinLockAcquire(&slot->mutex);
 		slot->state = CHAIN_STATE_STARTING;
 		slot->node_head = -1;
-		slot->stored_through = -1;
+		slot->node_safe = -1;
+		slot->node_finalized = -1;
 		slot->last_error[0] = '\0';
 		slot->last_error_at = 0;
 		slot->endpoint[0] = '\0';
@@ -366,8 +372,13 @@ reconcile(void)
 
 		if (all_alive && !ls->stopping)
 		{
-			/* healthy again once the writer committed since the start */
-			if (slot->stored_through > ls->stored_at_start)
+			/* healthy again once the checkpoint moved since the start */
+			int64		next;
+
+			LWLockAcquire(&slot->commit_lock, LW_SHARED);
+			next = slot->checkpoint_next;
+			LWLockRelease(&slot->commit_lock);
+			if (next > ls->checkpoint_at_start)
 				ls->restart_delay_ms = 0;
 			continue;
 		}

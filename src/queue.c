@@ -1,16 +1,16 @@
 /*-------------------------------------------------------------------------
  *
  * queue.c
- *	  Bounded shared-memory ring of records (decoded blocks) from one
- *	  producer, the chain's fetcher, to its consumer(s), the writers.
+ *	  Bounded shared-memory ring of records (decoded blocks, rollback
+ *	  requests) from one producer, the chain's fetcher, to its consumers,
+ *	  the insert workers.  Layout and locking: shared.h (BlockQueue).
  *
- *	  A full ring makes the producer sleep on not_full: this is the
+ *	  A full ring makes the producer sleep on "changed": this is the
  *	  backpressure that keeps memory bounded whatever the backlog.  An empty
- *	  ring makes consumers sleep on not_empty.  Each record is a header
- *	  (payload length) followed by the payload, padded to MAXALIGN so that
- *	  payloads are aligned for Datums; a record never wraps around the end:
- *	  a wrap marker sends readers back to offset 0.  Consumers copy a record
- *	  out under the lock, so its space is free as soon as it is taken.
+ *	  ring makes consumers sleep on "not_empty".  A consumer that took
+ *	  records is busy until queue_finish(); queue_wait_drained() lets the
+ *	  producer wait until every record it queued has been taken and
+ *	  finished with (stored).
  *
  *	  The ring memory is owned by ethindex.c; the queue is reset by the
  *	  launcher only while no worker of the chain runs.
@@ -29,13 +29,10 @@
 
 #include "queue.h"
 
-#define QUEUE_HEADER_SIZE	MAXALIGN(sizeof(uint64))
-#define QUEUE_WRAP_MARKER	PG_UINT64_MAX
-
 static inline Size
 record_size(Size len)
 {
-	return QUEUE_HEADER_SIZE + MAXALIGN(len);
+	return QUEUE_RECORD_HEADER_SIZE + MAXALIGN(len);
 }
 
 void
@@ -44,7 +41,7 @@ queue_init(BlockQueue *queue, Size capacity, int tranche_id)
 	Assert(capacity % MAXIMUM_ALIGNOF == 0);
 	LWLockInitialize(&queue->lock, tranche_id);
 	ConditionVariableInit(&queue->not_empty);
-	ConditionVariableInit(&queue->not_full);
+	ConditionVariableInit(&queue->changed);
 	queue->capacity = capacity;
 	queue_reset(queue);
 }
@@ -59,6 +56,7 @@ queue_reset(BlockQueue *queue)
 	queue->nrecords = 0;
 	queue->nbytes = 0;
 	queue->reserved = false;
+	queue->nbusy = 0;
 	LWLockRelease(&queue->lock);
 }
 
@@ -66,7 +64,7 @@ queue_reset(BlockQueue *queue)
 Size
 queue_max_record(BlockQueue *queue)
 {
-	return queue->capacity - QUEUE_HEADER_SIZE;
+	return queue->capacity - QUEUE_RECORD_HEADER_SIZE;
 }
 
 /*
@@ -87,7 +85,7 @@ queue_reserve(BlockQueue *queue, char *ring, Size len)
 						len, queue->capacity),
 				 errhint("Increase ethindex.queue_size.")));
 
-	ConditionVariablePrepareToSleep(&queue->not_full);
+	ConditionVariablePrepareToSleep(&queue->changed);
 	for (;;)
 	{
 		Size		offset;
@@ -120,13 +118,13 @@ queue_reserve(BlockQueue *queue, char *ring, Size len)
 				offset = 0;
 			}
 			queue->reserved = true;
-			payload = ring + offset + QUEUE_HEADER_SIZE;
+			payload = ring + offset + QUEUE_RECORD_HEADER_SIZE;
 			LWLockRelease(&queue->lock);
 			break;
 		}
 		LWLockRelease(&queue->lock);
 
-		ConditionVariableTimedSleep(&queue->not_full, 1000, PG_WAIT_EXTENSION);
+		ConditionVariableTimedSleep(&queue->changed, 1000, PG_WAIT_EXTENSION);
 		CHECK_FOR_INTERRUPTS();
 	}
 	ConditionVariableCancelSleep();
@@ -190,7 +188,7 @@ take_record_locked(BlockQueue *queue, char *ring, Size *len)
 				 errmsg("out of memory taking a block of %zu bytes from the queue",
 						payload_len)));
 	}
-	memcpy(copy, ring + queue->head % queue->capacity + QUEUE_HEADER_SIZE,
+	memcpy(copy, ring + queue->head % queue->capacity + QUEUE_RECORD_HEADER_SIZE,
 		   payload_len);
 	queue->head += record_size(payload_len);
 	queue->nbytes -= record_size(payload_len);
@@ -205,7 +203,8 @@ take_record_locked(BlockQueue *queue, char *ring, Size *len)
  * CurrentMemoryContext (MAXALIGN'd).  The records are taken in one hold of
  * the lock, so with several consumers each gets a run of consecutive
  * records.  Waits up to timeout_ms for the first; returns the number taken,
- * 0 if none arrived by then.
+ * 0 if none arrived by then.  A consumer that took records is busy until it
+ * calls queue_finish().
  */
 int
 queue_take_batch(BlockQueue *queue, char *ring, int max_records, Size max_bytes,
@@ -228,6 +227,7 @@ queue_take_batch(BlockQueue *queue, char *ring, int max_records, Size max_bytes,
 				bytes += lens[ntaken];
 				ntaken++;
 			}
+			queue->nbusy++;
 			LWLockRelease(&queue->lock);
 			break;
 		}
@@ -251,8 +251,42 @@ queue_take_batch(BlockQueue *queue, char *ring, int max_records, Size max_bytes,
 	if (prepared)
 		ConditionVariableCancelSleep();
 	if (ntaken > 0)
-		ConditionVariableBroadcast(&queue->not_full);
+		ConditionVariableBroadcast(&queue->changed);
 	return ntaken;
+}
+
+/* A consumer has stored (or given up) the records it took last. */
+void
+queue_finish(BlockQueue *queue)
+{
+	LWLockAcquire(&queue->lock, LW_EXCLUSIVE);
+	Assert(queue->nbusy > 0);
+	queue->nbusy--;
+	LWLockRelease(&queue->lock);
+	ConditionVariableBroadcast(&queue->changed);
+}
+
+/*
+ * Wait until every record committed so far has been taken and finished
+ * with: the producer's way to know that everything it queued is stored.
+ */
+void
+queue_wait_drained(BlockQueue *queue)
+{
+	ConditionVariablePrepareToSleep(&queue->changed);
+	for (;;)
+	{
+		bool		drained;
+
+		LWLockAcquire(&queue->lock, LW_SHARED);
+		drained = queue->nrecords == 0 && queue->nbusy == 0;
+		LWLockRelease(&queue->lock);
+		if (drained)
+			break;
+		ConditionVariableTimedSleep(&queue->changed, 1000, PG_WAIT_EXTENSION);
+		CHECK_FOR_INTERRUPTS();
+	}
+	ConditionVariableCancelSleep();
 }
 
 /* Give up a reservation (the producer failed while writing the record). */

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * queue.h
- *	  A bounded byte ring in shared memory carrying decoded blocks from a
- *	  chain's fetcher to its writer(s).
+ *	  The bounded shared-memory queue of records (decoded blocks, rollback
+ *	  requests) from a chain's fetcher to its insert workers.  Its layout
+ *	  and locking protocol are described in shared.h (BlockQueue).
  *
  * Copyright (c) 2026, ethindex developers
  *
@@ -16,28 +17,7 @@
 
 #include "postgres.h"
 
-#include "storage/condition_variable.h"
-#include "storage/lwlock.h"
-
-/*
- * The ring itself lives in a separate region of shared memory (see
- * ethindex_queue_buffer()); every call takes its address.  Positions are
- * byte counters that only grow; the offset in the ring is pos % capacity.
- * All fields are protected by "lock"; the producer writes a reserved record's
- * payload without the lock, beyond "tail", where no consumer reads.
- */
-typedef struct BlockQueue
-{
-	LWLock		lock;
-	ConditionVariable not_empty;
-	ConditionVariable not_full;
-	Size		capacity;		/* bytes in the ring; immutable */
-	uint64		head;			/* next byte to read */
-	uint64		tail;			/* end of the committed records */
-	int32		nrecords;		/* committed records not yet taken */
-	Size		nbytes;			/* their bytes, with headers and padding */
-	bool		reserved;		/* a record is being written by the producer */
-} BlockQueue;
+#include "shared.h"
 
 extern void queue_init(BlockQueue *queue, Size capacity, int tranche_id);
 extern void queue_reset(BlockQueue *queue);
@@ -47,6 +27,8 @@ extern void queue_commit(BlockQueue *queue, char *ring, Size len);
 extern void queue_cancel_reservation(BlockQueue *queue);
 extern int	queue_take_batch(BlockQueue *queue, char *ring, int max_records, Size max_bytes,
 							 char **records, Size *lens, long timeout_ms);
+extern void queue_finish(BlockQueue *queue);
+extern void queue_wait_drained(BlockQueue *queue);
 extern void queue_stats(BlockQueue *queue, int32 *records, Size *bytes);
 
 #endif							/* ETHINDEX_QUEUE_H */

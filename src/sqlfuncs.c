@@ -27,6 +27,7 @@
 PG_FUNCTION_INFO_V1(ethindex_assert_loaded);
 PG_FUNCTION_INFO_V1(ethindex_wake_launcher_at_commit);
 PG_FUNCTION_INFO_V1(ethindex_runtime_state);
+PG_FUNCTION_INFO_V1(ethindex_wake_fetcher_at_commit);
 
 /* Error out unless indexing can run from this database. */
 Datum
@@ -41,6 +42,14 @@ Datum
 ethindex_wake_launcher_at_commit(PG_FUNCTION_ARGS)
 {
 	ethindex_request_launcher_wakeup();
+	PG_RETURN_VOID();
+}
+
+/* Tell a chain's fetcher, when the calling transaction commits, to look for refetch requests. */
+Datum
+ethindex_wake_fetcher_at_commit(PG_FUNCTION_ARGS)
+{
+	ethindex_request_fetcher_wakeup(text_to_cstring(PG_GETARG_TEXT_PP(0)));
 	PG_RETURN_VOID();
 }
 
@@ -61,7 +70,7 @@ state_name(ChainRunState state)
 	return "unknown";
 }
 
-#define RUNTIME_STATE_COLS 15
+#define RUNTIME_STATE_COLS 16
 
 /*
  * One row per chain slot in use: the workers' view of the chain.  Values
@@ -86,7 +95,9 @@ ethindex_runtime_state(PG_FUNCTION_ARGS)
 		bool		nulls[RUNTIME_STATE_COLS];
 		int64		blocks = 0;
 		int64		transactions = 0;
+		int64		head_requests = 0;
 		int64		window;
+		int64		fetcher_window;
 		int32		queued_records;
 		Size		queued_bytes;
 
@@ -96,7 +107,6 @@ ethindex_runtime_state(PG_FUNCTION_ARGS)
 		SpinLockAcquire(&slot->mutex);
 		copy.state = slot->state;
 		copy.node_head = slot->node_head;
-		copy.stored_through = slot->stored_through;
 		copy.fetcher_pid = slot->fetcher_pid;
 		memcpy(copy.writer_pids, slot->writer_pids, sizeof(copy.writer_pids));
 		copy.request_blocks = slot->request_blocks;
@@ -105,10 +115,15 @@ ethindex_runtime_state(PG_FUNCTION_ARGS)
 		memcpy(copy.last_error, slot->last_error, sizeof(copy.last_error));
 		copy.last_error_at = slot->last_error_at;
 		copy.writer_started_at = slot->writer_started_at;
+		copy.fetcher_started_at = slot->fetcher_started_at;
 		memcpy(copy.rate_second, slot->rate_second, sizeof(copy.rate_second));
 		memcpy(copy.rate_blocks, slot->rate_blocks, sizeof(copy.rate_blocks));
 		memcpy(copy.rate_transactions, slot->rate_transactions, sizeof(copy.rate_transactions));
+		memcpy(copy.rate_head_requests, slot->rate_head_requests, sizeof(copy.rate_head_requests));
 		SpinLockRelease(&slot->mutex);
+		LWLockAcquire(&slot->commit_lock, LW_SHARED);
+		copy.checkpoint_next = slot->checkpoint_next;
+		LWLockRelease(&slot->commit_lock);
 		queue_stats(&slot->queue, &queued_records, &queued_bytes);
 
 		/* the last minute's commits, over the part of it the writer ran */
@@ -118,19 +133,24 @@ ethindex_runtime_state(PG_FUNCTION_ARGS)
 			{
 				blocks += copy.rate_blocks[b];
 				transactions += copy.rate_transactions[b];
+				head_requests += copy.rate_head_requests[b];
 			}
 		window = ETHINDEX_RATE_WINDOW;
 		if (copy.writer_started_at != 0)
 			window = Min(window, now_second - copy.writer_started_at / USECS_PER_SEC + 1);
 		window = Max(window, 1);
+		fetcher_window = ETHINDEX_RATE_WINDOW;
+		if (copy.fetcher_started_at != 0)
+			fetcher_window = Min(fetcher_window, now_second - copy.fetcher_started_at / USECS_PER_SEC + 1);
+		fetcher_window = Max(fetcher_window, 1);
 
 		memset(nulls, 0, sizeof(nulls));
 		values[0] = CStringGetTextDatum(slot->name);
 		values[1] = CStringGetTextDatum(state_name(copy.state));
 		values[2] = Int64GetDatum(copy.node_head);
 		nulls[2] = copy.node_head < 0;
-		values[3] = Int64GetDatum(copy.stored_through);
-		nulls[3] = copy.stored_through < 0;
+		values[3] = Int64GetDatum(copy.checkpoint_next - 1);
+		nulls[3] = copy.checkpoint_next < 0;
 		values[4] = Float8GetDatum((double) blocks / window);
 		values[5] = Float8GetDatum((double) transactions / window);
 		values[6] = Int32GetDatum(queued_records);
@@ -158,6 +178,8 @@ ethindex_runtime_state(PG_FUNCTION_ARGS)
 		nulls[13] = copy.request_blocks <= 0;
 		values[14] = Int32GetDatum(copy.window_limit);
 		nulls[14] = copy.window_limit <= 0;
+		values[15] = Float8GetDatum((double) head_requests * 60.0 / fetcher_window);
+		nulls[15] = copy.fetcher_pid == 0;
 
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

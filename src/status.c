@@ -88,22 +88,49 @@ chain_report_error_data(ChainSlot *slot, ErrorData *edata)
 	chain_report_error(slot, buf);
 }
 
-/* An insert worker committed blocks: count them for the rates. */
-void
-chain_record_commit(ChainSlot *slot, int blocks, int transactions)
+/*
+ * The per-second bucket of the rate ring for "now", cleared if it held an
+ * older second.  Spinlock held.
+ */
+static int
+rate_bucket(ChainSlot *slot, TimestampTz now)
 {
-	TimestampTz now = GetCurrentTimestamp();
 	int64		second = now / USECS_PER_SEC;
 	int			bucket = (int) (second % ETHINDEX_RATE_WINDOW);
 
-	SpinLockAcquire(&slot->mutex);
 	if (slot->rate_second[bucket] != second)
 	{
 		slot->rate_second[bucket] = second;
 		slot->rate_blocks[bucket] = 0;
 		slot->rate_transactions[bucket] = 0;
+		slot->rate_head_requests[bucket] = 0;
 	}
+	return bucket;
+}
+
+/* An insert worker committed blocks: count them for the rates. */
+void
+chain_record_commit(ChainSlot *slot, int blocks, int transactions)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			bucket;
+
+	SpinLockAcquire(&slot->mutex);
+	bucket = rate_bucket(slot, now);
 	slot->rate_blocks[bucket] += blocks;
 	slot->rate_transactions[bucket] += transactions;
+	SpinLockRelease(&slot->mutex);
+}
+
+/* The fetcher asked the node for its head: count it. */
+void
+chain_record_head_request(ChainSlot *slot)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			bucket;
+
+	SpinLockAcquire(&slot->mutex);
+	bucket = rate_bucket(slot, now);
+	slot->rate_head_requests[bucket]++;
 	SpinLockRelease(&slot->mutex);
 }

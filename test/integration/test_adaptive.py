@@ -76,7 +76,8 @@ class RecordingProxy(RpcServer):
             req = None
         if isinstance(req, list) and path.startswith("/chain/"):
             numbers = [int(c["params"][0], 16) for c in req
-                       if isinstance(c, dict) and c.get("method") == "eth_getBlockByNumber"]
+                       if isinstance(c, dict) and c.get("method") == "eth_getBlockByNumber"
+                       and str(c["params"][0]).startswith("0x")]
             if numbers:
                 with self.lock:
                     self.batches[path[len("/chain/"):]].append(numbers)

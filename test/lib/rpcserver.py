@@ -72,12 +72,15 @@ def _hex(n):
     return hex(n)
 
 
-def _parse_block_tag(value, head):
-    """Block number from a QUANTITY or a tag; None if not a number."""
+def _parse_block_tag(value, head, tags=None):
+    """Block number from a QUANTITY or a tag; None if not a number.  "tags"
+    maps "safe" and "finalized" to numbers (default: the head)."""
     if isinstance(value, dict):
         value = value.get("blockNumber")
     if not isinstance(value, str):
         return None
+    if value in ("safe", "finalized") and tags is not None:
+        return tags.get(value)
     if value in ("latest", "pending", "safe", "finalized"):
         return head
     if value == "earliest":
@@ -105,7 +108,9 @@ class Chain:
     """
     A replayed chain: {number: (block_object, receipts_list)} in memory.
     The head (eth_blockNumber) is the highest block unless set with
-    set_head(); blocks above the head answer null, as a node would.
+    set_head(); blocks above the head answer null, as a node would.  The
+    "safe" and "finalized" tags answer the error a node without them gives
+    unless set with set_finality().
     """
 
     is_proxy = False
@@ -118,6 +123,7 @@ class Chain:
         self.by_hash = {}
         self.tx_loc = {}
         self._head = head
+        self.tags = {}          # "safe", "finalized" -> block number
         self._cache = {}
         for n, (b, rl) in sorted((blocks or {}).items()):
             self.add_block(b, rl)
@@ -142,6 +148,12 @@ class Chain:
         """Pretend the node is at "head" (None: the highest block held)."""
         self._head = head
 
+    def set_finality(self, safe=None, finalized=None):
+        """Answer the "safe" and "finalized" tags with these blocks (None:
+        the error of a node without them)."""
+        self.tags = {k: v for k, v in (("safe", safe), ("finalized", finalized))
+                     if v is not None}
+
     def _visible(self, n):
         return n is not None and n <= self.head and n in self.blocks
 
@@ -155,7 +167,7 @@ class Chain:
                     return self.by_hash.get(p.lower())
                 if isinstance(p, dict) and "blockHash" in p:
                     return self.by_hash.get(p["blockHash"].lower())
-                return _parse_block_tag(p, self.head)
+                return _parse_block_tag(p, self.head, self.tags)
             if method == "eth_getBlockByHash":
                 return self.by_hash.get(params[0].lower())
             if method in ("eth_getTransactionReceipt", "eth_getTransactionByHash"):
@@ -186,6 +198,8 @@ class Chain:
             if len(params) < 1:
                 raise RpcError(JSONRPC_INVALID_PARAMS, "missing value for required argument 0")
             full = bool(params[1]) if len(params) > 1 else False
+            if params[0] in ("safe", "finalized") and params[0] not in self.tags:
+                raise RpcError(-32000, "%s block not found" % params[0])
             n = self.block_of_call(method, params)
             if not self._visible(n):
                 return self._plain(None)
