@@ -927,3 +927,81 @@ def free_dir(path):
         shutil.rmtree(path)
     os.makedirs(path)
     return path
+
+
+# ---------------------------------------------------------------------------
+# Transactions of every type on an anvil node
+# ---------------------------------------------------------------------------
+
+class AnvilTransactions:
+    """Queues transactions of every type on an anvil node whose automine is
+    off, and mines blocks of them: legacy (0), EIP-2930 (1) and EIP-1559 (2)
+    transfers from anvil's unlocked accounts, calls into the log contract
+    (deployed at construction) emitting logs with 0-4 topics, and, through
+    cast, blob (3) and EIP-7702 (4) transactions."""
+
+    def __init__(self, anvil, workdir):
+        self.anvil = anvil
+        self.accounts = [a for a, _ in ANVIL_ACCOUNTS]
+        self.keys = [k for _, k in ANVIL_ACCOUNTS]
+        self.blobfile = os.path.join(workdir, "blob-%d.bin" % anvil.port)
+        with open(self.blobfile, "wb") as f:
+            f.write(b"ethindex blob test " * 100)
+        anvil.rpc("evm_setAutomine", [False])
+        h = self.send({"from": self.accounts[0], "gas": hex(1_000_000),
+                       "data": "0x" + log_contract_init().hex()})
+        anvil.mine()
+        self.contract = anvil.rpc("eth_getTransactionReceipt", [h])["contractAddress"]
+
+    def send(self, tx):
+        return self.anvil.rpc("eth_sendTransaction", [tx])
+
+    def pending_nonce(self, i):
+        return int(self.anvil.rpc("eth_getTransactionCount",
+                                  [self.accounts[i], "pending"]), 16)
+
+    def simple(self, i):
+        """Transaction requests of types 0, 1 and 2 and a log call (as
+        anvil_reorg takes them too), varied by i."""
+        acc = self.accounts
+        return [
+            {"from": acc[0], "to": acc[5], "value": hex(10**15 + i),
+             "gasPrice": hex(2 * 10**9), "type": "0x0"},
+            {"from": acc[1], "to": acc[5], "value": hex(2**64 + i), "type": "0x1",
+             "gasPrice": hex(3 * 10**9),
+             "accessList": [{"address": acc[5], "storageKeys": ["0x" + "%064x" % i]}]},
+            {"from": acc[4], "to": acc[5], "value": hex(i + 1),
+             "maxFeePerGas": hex(10**10), "maxPriorityFeePerGas": hex(10**9)},
+            {"from": acc[1], "to": self.contract,
+             "data": "0x%02x" % (i % 5) + bytes([i % 256]).hex() * (i % 40)},
+        ]
+
+    def queue_blob(self):
+        """A blob transaction (type 3) from account 2."""
+        a = self.anvil
+        return a.cast("send", "--rpc-url", a.url, "--private-key", self.keys[2],
+                      "--nonce", self.pending_nonce(2), "--blob", "--eip4844",
+                      "--path", self.blobfile, "--async", self.accounts[5], timeout=120)
+
+    def queue_authorization(self):
+        """An EIP-7702 transaction (type 4) from account 2 delegating
+        account 3 to the log contract."""
+        a = self.anvil
+        auth = a.cast("wallet", "sign-auth", self.contract, "--private-key", self.keys[3],
+                      "--rpc-url", a.url, "--nonce", self.pending_nonce(3))
+        return a.cast("send", "--rpc-url", a.url, "--private-key", self.keys[2],
+                      "--nonce", self.pending_nonce(2), "--auth", auth,
+                      "--async", self.accounts[3], "0x03aabbcc")
+
+    def mine_blocks(self, n, start=0, all_types=False):
+        """Mine n blocks of simple transactions (varied by start + block);
+        with all_types, the first also has a blob and an EIP-7702
+        transaction.  Returns the new head."""
+        for b in range(n):
+            for tx in self.simple(start + b):
+                self.send(tx)
+            if all_types and b == 0:
+                self.queue_blob()
+                self.queue_authorization()
+            self.anvil.mine()
+        return self.anvil.head()
