@@ -282,6 +282,28 @@ class PgCluster:
     def log_tail(self, nlines=60):
         return tail(self.logfile, nlines)
 
+    def log_position(self):
+        """The size of the server log now, to look at what follows."""
+        try:
+            return os.path.getsize(self.logfile)
+        except OSError:
+            return 0
+
+    def wait_for_log(self, text, since=0, timeout=60):
+        """Wait until "text" appears in the server log after byte "since";
+        return the log from there."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with open(self.logfile, "r", errors="replace") as f:
+                f.seek(since)
+                data = f.read()
+            if text in data:
+                return data
+            if time.monotonic() >= deadline:
+                raise AssertionError("timed out after %ss waiting for %r in the server log:\n%s"
+                                     % (timeout, text, data[-4000:]))
+            time.sleep(0.1)
+
     def wait_until(self, sql, timeout=60, interval=0.05, db="ethindex_test"):
         """Poll until the query returns true ('t').  Errors (e.g. during
         crash recovery) count as 'not yet'.  On timeout raise AssertionError
