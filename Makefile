@@ -31,7 +31,7 @@ OBJS = \
 PG_CPPFLAGS = -I$(srcdir)/src -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare -Werror
 SHLIB_LINK = -lcurl -ljansson
 
-REGRESS = schema interface decode
+REGRESS = schema interface progress decode
 REGRESS_OPTS = --inputdir=$(srcdir) --outputdir=$(REGRESS_OUTDIR) \
 	--temp-instance=$(REGRESS_OUTDIR)/tmp_check \
 	--temp-config=$(srcdir)/test/regress.conf

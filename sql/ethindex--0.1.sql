@@ -882,9 +882,13 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  DETAIL = format('The range must lie between start_block %s and indexed_through.', ch.start_block);
 	END IF;
+	IF ch.next_block = ch.start_block THEN
+		RAISE EXCEPTION 'chain "%" has no stored blocks yet', refetch.name
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
 	IF to_block >= ch.next_block THEN
 		RAISE EXCEPTION 'block % of chain "%" is above indexed_through %', to_block, refetch.name,
-			CASE WHEN ch.next_block > ch.start_block THEN (ch.next_block - 1)::text ELSE 'NULL' END
+			ch.next_block - 1
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Blocks above indexed_through are fetched by the chain itself.';
 	END IF;

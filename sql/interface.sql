@@ -24,6 +24,25 @@ SELECT ethindex.add_chain('x', ARRAY['http://a/'], confirmations => -3);
 SELECT ethindex.add_chain('x', ARRAY['http://a/'], batch_size => 0);
 SELECT ethindex.add_chain('x', ARRAY['http://a/'], partition_size => 10);
 SELECT ethindex.add_chain('x', ARRAY['http://a/'], poll_interval => '1 ms');
+SELECT ethindex.add_chain('x', ARRAY['http://a/'], max_reorg_depth => 0);
+SELECT ethindex.add_chain('x', ARRAY['http://a/'], max_reorg_depth => NULL);
+
+-- defaults of a new chain: at the head, reorganizations rolled back
+SELECT ethindex.add_chain('defaults', ARRAY['http://127.0.0.1:3/']);
+SELECT confirmations, poll_interval, max_reorg_depth, safe_through, finalized_through
+FROM ethindex.chains WHERE name = 'defaults';
+
+-- changing options; NULL keeps one
+SELECT ethindex.alter_chain('defaults', confirmations => 2, max_reorg_depth => 128);
+SELECT ethindex.alter_chain('defaults', rpc_urls => ARRAY['https://a.example/', 'http://b.example/'],
+                            poll_interval => '250 ms');
+SELECT rpc_urls, confirmations, poll_interval, max_reorg_depth
+FROM ethindex.chains WHERE name = 'defaults';
+SELECT ethindex.alter_chain('defaults', rpc_urls => ARRAY['ftp://a/']);
+SELECT ethindex.alter_chain('defaults', max_reorg_depth => 10001);
+SELECT ethindex.alter_chain('defaults', confirmations => -1);
+SELECT ethindex.alter_chain('nope', confirmations => 1);
+SELECT ethindex.remove_chain('defaults');
 
 -- a chain without chain_id learns it from the node
 SELECT ethindex.add_chain('other', ARRAY['https://user:secret@node.example/rpc?key=abc']);
@@ -31,8 +50,21 @@ SELECT name, chain_id IS NULL AS chain_id_unknown FROM ethindex.chains ORDER BY 
 
 -- status of stopped chains
 SELECT name, chain_id, state, node_head, indexed_through, blocks_per_second,
-       transactions_per_second, last_error, start_block
+       transactions_per_second, last_error, start_block, confirmed_through,
+       safe_through, finalized_through, head_requests_per_minute, reorgs
 FROM ethindex.chain_status;
+
+-- finality marks and gaps of a chain with nothing stored yet
+SELECT ethindex.finalized_through('dev'), ethindex.safe_through('dev'),
+       ethindex.finalized_through('nope');
+SELECT * FROM ethindex.gaps('dev');
+SELECT * FROM ethindex.gaps('nope');
+
+-- refetch takes only stored blocks
+SELECT ethindex.refetch('dev', 5, 5);
+SELECT ethindex.refetch('dev', 4, 5);
+SELECT ethindex.refetch('dev', 6, 5);
+SELECT ethindex.refetch('nope', 1, 2);
 
 -- unknown chains
 SELECT ethindex.start('nope');
