@@ -31,8 +31,6 @@
 
 #include <signal.h>
 
-#include "access/xact.h"
-#include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -42,10 +40,10 @@
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "ethindex.h"
+#include "spiutil.h"
 
 /* What the launcher knows of one slot; index = slot number */
 typedef struct LauncherSlot
@@ -88,6 +86,28 @@ worker_alive(BackgroundWorkerHandle *handle)
 	return GetBackgroundWorkerPid(handle, &pid) != BGWH_STOPPED;
 }
 
+static void
+read_chains_work(void *arg)
+{
+	List	  **chains = (List **) arg;
+
+	if (spi_run("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'ethindex'",
+				0, NULL, NULL, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		return;
+	spi_run("SELECT name, enabled FROM ethindex.chains ORDER BY name",
+			0, NULL, NULL, NULL, true, 0);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		bool		isnull;
+		WantedChain *chain = palloc0(sizeof(WantedChain));
+
+		strlcpy(chain->name, SPI_getvalue(tuple, SPI_tuptable->tupdesc, 1), sizeof(chain->name));
+		chain->enabled = DatumGetBool(SPI_getbinval(tuple, SPI_tuptable->tupdesc, 2, &isnull));
+		*chains = lappend(*chains, chain);
+	}
+}
+
 /*
  * Read the chains; an empty list when the extension is not installed (yet).
  */
@@ -95,39 +115,8 @@ static List *
 read_chains(void)
 {
 	List	   *chains = NIL;
-	MemoryContext outer = CurrentMemoryContext;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "reading chains");
-
-	if (SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'ethindex'",
-					true, 1) == SPI_OK_SELECT && SPI_processed == 1 &&
-		SPI_execute("SELECT name, enabled FROM ethindex.chains ORDER BY name",
-					true, 0) == SPI_OK_SELECT)
-	{
-		for (uint64 i = 0; i < SPI_processed; i++)
-		{
-			HeapTuple	tuple = SPI_tuptable->vals[i];
-			bool		isnull;
-			char	   *name = SPI_getvalue(tuple, SPI_tuptable->tupdesc, 1);
-			MemoryContext spi_context = MemoryContextSwitchTo(outer);
-			WantedChain *chain = palloc0(sizeof(WantedChain));
-
-			/* the list must outlive SPI_finish(): build it in "outer" */
-			strlcpy(chain->name, name, sizeof(chain->name));
-			chain->enabled = DatumGetBool(SPI_getbinval(tuple, SPI_tuptable->tupdesc, 2, &isnull));
-			chains = lappend(chains, chain);
-			MemoryContextSwitchTo(spi_context);
-		}
-	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
-	MemoryContextSwitchTo(outer);
+	run_in_transaction("reading chains", read_chains_work, &chains);
 	return chains;
 }
 
