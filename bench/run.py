@@ -19,7 +19,17 @@ switches user).  What it does, in one run of the command:
     all indexes in place and --runs times into bare partitions indexed
     afterwards (index build included);
  4. against a real anvil node with a prepared chain of --anvil-transactions
-    transactions: ethindex's rate and plainfetch's rate over the same blocks.
+    transactions: ethindex's rate and plainfetch's rate over the same blocks;
+ 5. head latency: anvil mining a block every --head-block-time seconds with
+    transactions in every block, a chain with the default settings on a
+    cluster with PostgreSQL's default settings; for --head-blocks blocks, the
+    time from anvil printing that it mined a block to a LISTEN client
+    receiving the notification of its commit (p50, p99), and the head
+    requests per minute;
+ 6. rollback: --reorgs times, a reorganization replacing 10 full blocks
+    (--reorg-block-txs transactions each) by 11 new ones: the rollback
+    transaction's time, and the time from the new branch's last block on the
+    node to the whole new branch stored.
 
 Prints medians and ratios, and with --json FILE writes every measurement.
 """
@@ -27,19 +37,23 @@ Prints medians and ratios, and with --json FILE writes every measurement.
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "test", "lib"))
 
-from ethindex_test import Anvil, PgCluster, free_port, rpc_call, stop_process  # noqa: E402
+from ethindex_test import (Anvil, PgCluster, TEST_DIR, anvil_path, free_port,  # noqa: E402
+                           rpc_call, stop_process)
+from pgwire import PgConnection  # noqa: E402
 
 TABLES = ("blocks", "transactions", "logs", "withdrawals")
 BLOCK_COLUMN = {"blocks": "number"}
@@ -284,34 +298,180 @@ def median(values):
     return statistics.median(values)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--transactions", type=int, default=1000000)
-    ap.add_argument("--txs-per-block", type=int, default=150)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--batch-size", type=int, default=10,
-                    help="blocks per JSON-RPC request of plainfetch")
-    ap.add_argument("--ethindex-batch-size", default="adaptive",
-                    help="the chains' batch_size: a number, or 'adaptive' (NULL)")
-    ap.add_argument("--inflight", type=int, default=8, help="ethindex.max_requests_in_flight")
-    ap.add_argument("--queue-size", default="256MB", help="ethindex.queue_size")
-    ap.add_argument("--writer-batch", type=int, default=100, help="ethindex.writer_batch_blocks")
-    ap.add_argument("--insert-workers", type=int, default=2, help="ethindex.insert_workers")
-    ap.add_argument("--partition-size", type=int, default=1000,
-                    help="blocks per partition (backfill partitions are indexed when complete)")
-    ap.add_argument("--parallel-index-workers", type=int, default=2,
-                    help="max_parallel_maintenance_workers (index builds of completed partitions)")
-    ap.add_argument("--no-defer-indexes", action="store_true",
-                    help="ethindex.defer_indexes = off: maintain every index while loading")
-    ap.add_argument("--anvil-transactions", type=int, default=40000)
-    ap.add_argument("--skip-anvil", action="store_true")
-    ap.add_argument("--skip-copy", action="store_true")
-    ap.add_argument("--keep", action="store_true", help="keep the work directory")
-    ap.add_argument("--json", help="write all measurements to this file")
-    args = ap.parse_args()
+def percentile(values, p):
+    """The p-th percentile (0-100) of values, nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(round(p / 100.0 * len(ordered) + 0.5)) - 1))]
 
-    workdir = tempfile.mkdtemp(prefix="ethindex-bench-")
-    results = {"settings": vars(args)}
+
+class MiningAnvil:
+    """anvil mining a block every block_time seconds; a thread stamps each
+    "Block Number: N" line it prints with time.monotonic() as it arrives."""
+
+    def __init__(self, port, block_time):
+        self.url = "http://127.0.0.1:%d" % port
+        self.mined = {}
+        self.proc = subprocess.Popen(
+            [anvil_path(), "--hardfork", "prague", "--port", str(port), "--host", "127.0.0.1",
+             "--block-time", str(block_time), "--order", "fifo"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                rpc_call(self.url, "eth_chainId", [], timeout=2)
+                return
+            except Exception:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    self.stop()
+                    raise RuntimeError("anvil did not start")
+                time.sleep(0.1)
+
+    def _read(self):
+        pattern = re.compile(r"Block Number: (\d+)")
+        for line in self.proc.stdout:
+            m = pattern.search(line)
+            if m:
+                self.mined[int(m.group(1))] = time.monotonic()
+
+    def stop(self):
+        stop_process(self.proc)
+
+
+def head_latency(args, workdir):
+    """Blocks mined by anvil at a steady interval, indexed by a chain with the
+    default settings: the time from mining to the commit notification."""
+    anvil = MiningAnvil(free_port(58400, 58499), args.head_block_time)
+    cluster = traffic = listener = None
+    try:
+        cluster = PgCluster(os.path.join(workdir, "pg-head"), free_port(58500, 58599),
+                            settings={"fsync": "on"}).init().start()
+        cluster.createdb("ethindex_test")
+        cluster.psql("CREATE EXTENSION ethindex")
+        traffic = subprocess.Popen([sys.executable, os.path.join(TEST_DIR, "lib", "traffic.py"),
+                                    "--url", anvil.url, "--rate", str(args.head_tx_rate), "--quiet"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        listener = PgConnection(cluster.basedir, cluster.port, "ethindex_test")
+        listener.listen("ethindex_blocks")
+        cluster.psql("SELECT ethindex.add_chain('head', ARRAY['%s'], chain_id => 31337); "
+                     "SELECT ethindex.start('head')" % anvil.url)
+        # a few blocks for the schedule to learn the interval, then measure
+        time.sleep(10 * args.head_block_time + 2)
+        first = int(rpc_call(anvil.url, "eth_blockNumber", []), 16) + 1
+        last = first + args.head_blocks - 1
+        listener.drain()
+        deadline = time.monotonic() + args.head_blocks * args.head_block_time * 3 + 60
+        seen = {}
+        while len(seen) < args.head_blocks:
+            if time.monotonic() > deadline:
+                raise RuntimeError("head latency: blocks %d..%d not all notified (%d seen)"
+                                   % (first, last, len(seen)))
+            time.sleep(0.5)
+            for n in listener.drain():
+                p = json.loads(n.payload)
+                for b in range(p["first"], p["last"] + 1):
+                    if first <= b <= last:
+                        seen[b] = n.received
+        status = cluster.query("SELECT head_requests_per_minute, indexed_through "
+                               "FROM ethindex.chain_status")[0]
+        txs = int(cluster.scalar("SELECT count(*) FROM ethindex.transactions "
+                                 "WHERE block_number BETWEEN %d AND %d" % (first, last)))
+        lat = [(seen[b] - anvil.mined[b]) * 1000 for b in range(first, last + 1) if b in anvil.mined]
+        if len(lat) < args.head_blocks * 0.9:
+            raise RuntimeError("head latency: anvil's output named only %d of the blocks" % len(lat))
+        return {
+            "blocks": len(lat), "transactions": txs, "block_time_s": args.head_block_time,
+            "latency_ms": lat, "p50_ms": percentile(lat, 50), "p99_ms": percentile(lat, 99),
+            "max_ms": max(lat), "head_requests_per_minute": status["head_requests_per_minute"],
+        }
+    finally:
+        if listener:
+            listener.close()
+        if traffic:
+            stop_process(traffic)
+        if cluster:
+            cluster.stop()
+        anvil.stop()
+
+
+def mine_full_blocks(url, nblocks, per_block, salt):
+    """Mine nblocks blocks of per_block value transfers (automine off)."""
+    accounts = rpc_call(url, "eth_accounts", [])
+    import urllib.request
+    for b in range(nblocks):
+        batch = []
+        nonces = {}
+        for i in range(per_block):
+            sender = accounts[i % len(accounts)]
+            if sender not in nonces:
+                nonces[sender] = int(rpc_call(url, "eth_getTransactionCount", [sender, "pending"]), 16)
+            batch.append({"jsonrpc": "2.0", "id": i, "method": "eth_sendTransaction",
+                          "params": [{"from": sender, "to": accounts[(i + 1 + salt) % len(accounts)],
+                                      "value": hex(10**15 + salt * 1000 + i),
+                                      "nonce": hex(nonces[sender]), "gas": "0x5208",
+                                      "maxFeePerGas": hex(50 * 10**9),
+                                      "maxPriorityFeePerGas": hex(10**9)}]})
+            nonces[sender] += 1
+        req = urllib.request.Request(url, data=json.dumps(batch).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=120) as r:
+            errors = [x for x in json.loads(r.read()) if "error" in x]
+        if errors:
+            raise RuntimeError("anvil refused transactions: %s" % errors[:2])
+        rpc_call(url, "evm_mine", [])
+    return int(rpc_call(url, "eth_blockNumber", []), 16)
+
+
+def reorg_rollback(args, workdir):
+    """Reorganizations replacing 10 full blocks: rollback time and the time to
+    store the new branch."""
+    anvil = Anvil(free_port(58600, 58699), extra_args=("--gas-limit", "1000000000"), logdir=workdir)
+    cluster = None
+    try:
+        cluster = PgCluster(os.path.join(workdir, "pg-reorg"), free_port(58700, 58799),
+                            settings={"fsync": "on"}).init().start()
+        cluster.createdb("ethindex_test")
+        cluster.psql("CREATE EXTENSION ethindex")
+        rpc_call(anvil.url, "evm_setAutomine", [False])
+        head = mine_full_blocks(anvil.url, 2, args.reorg_block_txs, 0)
+        cluster.psql("SELECT ethindex.add_chain('reorg', ARRAY['%s'], chain_id => 31337); "
+                     "SELECT ethindex.start('reorg')" % anvil.url)
+        runs = []
+        for run in range(args.reorgs):
+            snapshot = rpc_call(anvil.url, "evm_snapshot", [])
+            head = mine_full_blocks(anvil.url, 10, args.reorg_block_txs, 2 * run + 1)
+            cluster.scalar("SELECT ethindex.wait_for('reorg', %d, '120 s')" % head)
+            rpc_call(anvil.url, "evm_revert", [snapshot])
+            mine_full_blocks(anvil.url, 10, args.reorg_block_txs, 2 * run + 2)
+            since = cluster.log_position()
+            head = mine_full_blocks(anvil.url, 1, args.reorg_block_txs, 2 * run + 2)
+            t0 = time.time()
+            if cluster.scalar("SELECT ethindex.wait_for('reorg', %d, '120 s')" % head) != "t":
+                raise RuntimeError("the new branch was not stored: %s" % cluster.log_tail(20))
+            stored = time.time() - t0
+            log_text = cluster.wait_for_log("rolled back a reorganization of depth 10", since=since)
+            ms = int(re.search(r"rolled back a reorganization of depth 10 to block \d+ in (\d+) ms",
+                               log_text).group(1))
+            row = cluster.query("SELECT extract(epoch FROM detected_at) AS detected, "
+                                "extract(epoch FROM rolled_back_at) AS rolled_back "
+                                "FROM ethindex.reorgs ORDER BY id DESC LIMIT 1")[0]
+            runs.append({"rollback_ms": ms, "new_branch_stored_s": stored,
+                         "detected_s": float(row["detected"]) - t0,
+                         "rolled_back_s": float(row["rolled_back"]) - t0})
+        rows = int(cluster.scalar("SELECT count(*) FROM ethindex.reorgs WHERE depth = 10"))
+        if rows != args.reorgs:
+            raise RuntimeError("%d reorganizations recorded, %d made" % (rows, args.reorgs))
+        return runs
+    finally:
+        if cluster:
+            cluster.stop()
+        anvil.stop()
+
+
+def backfill_benchmark(args, workdir, results):
+    """Sections 1-4: synthnode, ethindex runs, COPY, anvil.  Returns the
+    summary figures."""
     synth = anvil = cluster = None
     try:
         nblocks = (args.transactions + args.txs_per_block - 1) // args.txs_per_block
@@ -435,15 +595,7 @@ def main():
             log("   median: plain fetch %.0f tx/s, ethindex %.0f tx/s, ratio %.2f"
                 % (summary["anvil_plainfetch_tx_per_s"], summary["anvil_ethindex_tx_per_s"],
                    summary["anvil_ratio"]))
-
-        results["summary"] = summary
-        log("")
-        log("== summary (median of %d runs, %d transactions per run)" % (args.runs, m0["transactions"]))
-        for k, v in summary.items():
-            log("   %-28s %12.2f" % (k, v))
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump(results, f, indent=2)
+        return summary
     finally:
         if anvil:
             anvil.stop()
@@ -451,6 +603,82 @@ def main():
             cluster.stop()
         if synth:
             synth.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--transactions", type=int, default=1000000)
+    ap.add_argument("--txs-per-block", type=int, default=150)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=10,
+                    help="blocks per JSON-RPC request of plainfetch")
+    ap.add_argument("--ethindex-batch-size", default="adaptive",
+                    help="the chains' batch_size: a number, or 'adaptive' (NULL)")
+    ap.add_argument("--inflight", type=int, default=8, help="ethindex.max_requests_in_flight")
+    ap.add_argument("--queue-size", default="256MB", help="ethindex.queue_size")
+    ap.add_argument("--writer-batch", type=int, default=100, help="ethindex.writer_batch_blocks")
+    ap.add_argument("--insert-workers", type=int, default=2, help="ethindex.insert_workers")
+    ap.add_argument("--partition-size", type=int, default=1000,
+                    help="blocks per partition (backfill partitions are indexed when complete)")
+    ap.add_argument("--parallel-index-workers", type=int, default=2,
+                    help="max_parallel_maintenance_workers (index builds of completed partitions)")
+    ap.add_argument("--no-defer-indexes", action="store_true",
+                    help="ethindex.defer_indexes = off: maintain every index while loading")
+    ap.add_argument("--anvil-transactions", type=int, default=40000)
+    ap.add_argument("--skip-anvil", action="store_true")
+    ap.add_argument("--skip-copy", action="store_true")
+    ap.add_argument("--skip-backfill", action="store_true",
+                    help="only the head latency and rollback measurements")
+    ap.add_argument("--skip-head", action="store_true", help="no head latency or rollback")
+    ap.add_argument("--head-blocks", type=int, default=240)
+    ap.add_argument("--head-block-time", type=float, default=0.5)
+    ap.add_argument("--head-tx-rate", type=float, default=40, help="transactions per second")
+    ap.add_argument("--reorgs", type=int, default=3)
+    ap.add_argument("--reorg-block-txs", type=int, default=500)
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--json", help="write all measurements to this file")
+    args = ap.parse_args()
+
+    workdir = tempfile.mkdtemp(prefix="ethindex-bench-")
+    results = {"settings": vars(args)}
+    summary = {}
+    try:
+        if not args.skip_backfill:
+            summary.update(backfill_benchmark(args, workdir, results))
+        if not args.skip_head:
+            log("== head latency: anvil mining every %.1f s, %.0f tx/s, %d blocks, default settings"
+                % (args.head_block_time, args.head_tx_rate, args.head_blocks))
+            h = head_latency(args, workdir)
+            results["head"] = h
+            log("   %d blocks (%d transactions): p50 %.0f ms, p99 %.0f ms, max %.0f ms from mined to "
+                "committed; %.0f head requests per minute"
+                % (h["blocks"], h["transactions"], h["p50_ms"], h["p99_ms"], h["max_ms"],
+                   h["head_requests_per_minute"]))
+            summary.update(head_p50_ms=h["p50_ms"], head_p99_ms=h["p99_ms"],
+                           head_requests_per_minute=h["head_requests_per_minute"])
+            log("== rollback of 10 full blocks (%d transactions each), %d times"
+                % (args.reorg_block_txs, args.reorgs))
+            r = reorg_rollback(args, workdir)
+            results["rollback"] = r
+            for i, run in enumerate(r):
+                log("   run %d: rollback transaction %d ms; after the new branch's last block was "
+                    "mined: found %.2f s, rolled back %.2f s, new branch (11 blocks) stored %.2f s"
+                    % (i + 1, run["rollback_ms"], run["detected_s"], run["rolled_back_s"],
+                       run["new_branch_stored_s"]))
+            summary.update(rollback_ms=median([x["rollback_ms"] for x in r]),
+                           new_branch_stored_s=median([x["new_branch_stored_s"] for x in r]))
+
+        results["summary"] = summary
+        log("")
+        log("== summary" + ("" if args.skip_backfill else
+                            " (median of %d runs, %d transactions per run)"
+                            % (args.runs, results["ethindex_runs"][0]["transactions"])))
+        for k, v in summary.items():
+            log("   %-28s %12.2f" % (k, v))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=2)
+    finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
 

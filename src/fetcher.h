@@ -58,9 +58,18 @@ typedef struct HashRing
  */
 #define HEAD_SAMPLES	16
 
+typedef enum HeadPollMode
+{
+	HEAD_LEARNING,				/* poll every poll_interval, learn the interval */
+	HEAD_SCHEDULED,				/* poll around the next block's arrival */
+	HEAD_IRREGULAR				/* back off after each new head */
+} HeadPollMode;
+
 typedef struct HeadSchedule
 {
 	double		fast_ms;		/* chains.poll_interval */
+	HeadPollMode mode;
+	TimestampTz mode_since;		/* 0: not yet polled */
 	TimestampTz last_poll;		/* 0: none yet */
 	int64		last_head;		/* head seen at the last poll, -1 none */
 	int			misses;			/* polls without a new head since the last one */

@@ -17,7 +17,11 @@
  *	    absolute deviation; the last precise arrival is the anchor.
  *	  - The chain is regular when at least HEAD_MIN_SAMPLES were taken, the
  *	    interval is more than twice poll_interval and the spread at most a
- *	    quarter of it.  Then block anchor + k is due at anchor time +
+ *	    quarter of it.
+ *	  - Learning (at start): poll every poll_interval, which makes every
+ *	    arrival precise, until the chain is regular, or for at most
+ *	    HEAD_LEARN_MS.
+ *	  - Scheduled (regular): block anchor + k is due at anchor time +
  *	    k * interval; polling every poll_interval starts "lead" before
  *	    that (at least twice poll_interval and twice the spread) and goes
  *	    on until half an interval after it, when the next slot's window is
@@ -25,11 +29,12 @@
  *	    the next window, at most HEAD_POLL_MAX_MS.  A block found by a poll
  *	    after such a wait (the first of a window) arrived before the window
  *	    opened: the lead doubles (up to half the interval); precise
- *	    arrivals shrink it again.
- *	  - Otherwise (at start, or blocks at irregular times, such as a dev
- *	    node mining on demand) the delay starts at poll_interval after each
- *	    new head and doubles with every poll that finds none, up to
- *	    HEAD_POLL_MAX_MS.
+ *	    arrivals shrink it again.  A chain that stops being regular is
+ *	    learned again.
+ *	  - Irregular (not regular after learning, such as a dev node mining on
+ *	    demand): the delay starts at poll_interval after each new head and
+ *	    doubles with every poll that finds none, up to HEAD_POLL_MAX_MS;
+ *	    after HEAD_RELEARN_MS the schedule learns again.
  *
  *	  Pure arithmetic on the schedule: no I/O, no shared memory.
  *
@@ -48,6 +53,20 @@
 
 #define HEAD_POLL_MAX_MS	1000.0	/* longest wait between head polls */
 #define HEAD_MIN_SAMPLES	3	/* precise arrivals before a schedule is trusted */
+#define HEAD_LEARN_MS		60000	/* longest learning phase */
+#define HEAD_RELEARN_MS		600000	/* irregular this long: learn again */
+
+static void
+start_learning(HeadSchedule *hs, TimestampTz now)
+{
+	hs->mode = HEAD_LEARNING;
+	hs->mode_since = now;
+	hs->nsamples = 0;
+	hs->next_sample = 0;
+	hs->interval_ms = 0;
+	hs->spread_ms = 0;
+	hs->lead_ms = 2 * hs->fast_ms;
+}
 
 void
 headpoll_init(HeadSchedule *hs, double fast_ms)
@@ -56,7 +75,7 @@ headpoll_init(HeadSchedule *hs, double fast_ms)
 	hs->fast_ms = fast_ms;
 	hs->last_head = -1;
 	hs->anchor_block = -1;
-	hs->lead_ms = 2 * fast_ms;
+	start_learning(hs, 0);
 }
 
 static int
@@ -126,7 +145,7 @@ headpoll_observe(HeadSchedule *hs, int64 head, TimestampTz now)
 			hs->anchor_block = head;
 			hs->lead_ms = Max(hs->lead_ms * 0.8, min_lead(hs));
 		}
-		else if (is_regular(hs))
+		else if (hs->mode == HEAD_SCHEDULED)
 			hs->lead_ms = Min(hs->lead_ms * 2 + hs->fast_ms, hs->interval_ms / 2);
 		hs->misses = 0;
 	}
@@ -134,6 +153,29 @@ headpoll_observe(HeadSchedule *hs, int64 head, TimestampTz now)
 		hs->misses++;
 	hs->last_head = head;
 	hs->last_poll = now;
+
+	if (hs->mode_since == 0)
+		hs->mode_since = now;
+	switch (hs->mode)
+	{
+		case HEAD_LEARNING:
+			if (is_regular(hs))
+				hs->mode = HEAD_SCHEDULED;
+			else if (now - hs->mode_since > (TimestampTz) HEAD_LEARN_MS * 1000)
+			{
+				hs->mode = HEAD_IRREGULAR;
+				hs->mode_since = now;
+			}
+			break;
+		case HEAD_SCHEDULED:
+			if (!is_regular(hs))
+				start_learning(hs, now);
+			break;
+		case HEAD_IRREGULAR:
+			if (now - hs->mode_since > (TimestampTz) HEAD_RELEARN_MS * 1000)
+				start_learning(hs, now);
+			break;
+	}
 }
 
 /* How long to wait, in ms, before the next head poll. */
@@ -146,7 +188,9 @@ headpoll_delay(const HeadSchedule *hs, TimestampTz now)
 	double		due;
 	double		open;
 
-	if (!is_regular(hs))
+	if (hs->mode == HEAD_LEARNING)
+		return (long) fast;
+	if (hs->mode == HEAD_IRREGULAR)
 		return (long) Min(fast * (double) (1 << Min(hs->misses, 16)), slowest);
 
 	/* when the block after the last head seen is due, after the anchor */
