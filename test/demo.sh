@@ -2,14 +2,17 @@
 #
 # test/demo.sh: "make demo".  A throwaway PostgreSQL cluster indexing a local
 # anvil chain (one block per second) fed by a steady flow of transactions,
-# showing ethindex.chain_status every second until Ctrl-C.
+# with a reorganization of 1 to 3 blocks every DEMO_REORG_EVERY seconds,
+# showing ethindex.chain_status and the last reorganizations rolled back
+# every second until Ctrl-C.
 #
 # As root it first installs dependencies, builds and installs the extension,
 # then runs the demo as the user "ethindex".  Everything lives in
 # /tmp/ethindex-demo and every process it started is stopped on exit.
 #
 # Environment: DEMO_DIR (/tmp/ethindex-demo), DEMO_ANVIL_PORT (58545),
-# DEMO_PG_PORT (58432), DEMO_RATE (transactions per second, 30).
+# DEMO_PG_PORT (58432), DEMO_RATE (transactions per second, 30),
+# DEMO_REORG_EVERY (seconds, 20; 0: none).
 #
 set -euo pipefail
 
@@ -28,6 +31,7 @@ DIR="${DEMO_DIR:-/tmp/ethindex-demo}"
 ANVIL_PORT="${DEMO_ANVIL_PORT:-58545}"
 PG_PORT="${DEMO_PG_PORT:-58432}"
 RATE="${DEMO_RATE:-30}"
+REORG_EVERY="${DEMO_REORG_EVERY:-20}"
 BIN="$(pg_config --bindir 2>/dev/null || true)"
 [ -x "$BIN/initdb" ] || BIN=/usr/lib/postgresql/15/bin
 ANVIL="$root/test/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
@@ -94,9 +98,7 @@ pg_started=1
 "$BIN/createdb" ethindex_test
 psql -X -q -v ON_ERROR_STOP=1 <<EOF
 CREATE EXTENSION ethindex;
-SELECT ethindex.add_chain('dev', ARRAY['$URL'], chain_id => 31337,
-                          start_block => 0, confirmations => 0,
-                          poll_interval => '200 milliseconds');
+SELECT ethindex.add_chain('dev', ARRAY['$URL'], chain_id => 31337);
 SELECT ethindex.start('dev');
 EOF
 
@@ -105,8 +107,17 @@ python3 "$root/test/lib/traffic.py" --url "$URL" --rate "$RATE" --quiet \
 	2>"$DIR/traffic.log" &
 traffic_pid=$!
 
+last_reorg=$(date +%s)
 while true; do
+	now=$(date +%s)
+	if [ "$REORG_EVERY" -gt 0 ] && [ $((now - last_reorg)) -ge "$REORG_EVERY" ]; then
+		depth=$((RANDOM % 3 + 1))
+		python3 -c "import sys; sys.path.insert(0, '$root/test/lib'); import ethindex_test as t; t.rpc_call('$URL', 'anvil_reorg', [$depth, []])" \
+			2>>"$DIR/traffic.log" || true
+		last_reorg=$now
+	fi
 	out="$(psql -X -x -v ON_ERROR_STOP=1 -c 'SELECT * FROM ethindex.chain_status' 2>&1 || true)"
+	reorgs="$(psql -X -v ON_ERROR_STOP=1 -c "SELECT id, fork_block, depth, '0x' || left(encode(new_head_hash, 'hex'), 12) AS new_head, rolled_back_at - detected_at AS took FROM ethindex.reorgs ORDER BY id DESC LIMIT 3" 2>&1 || true)"
 	counts="$(psql -X -At -F ' ' -c "SELECT (SELECT count(*) FROM ethindex.blocks), (SELECT count(*) FROM ethindex.transactions), (SELECT count(*) FROM ethindex.logs)" 2>/dev/null || true)"
 	printf '\033[H\033[2J'
 	echo "ethindex demo: $(date -u '+%Y-%m-%d %H:%M:%S UTC')   anvil $URL   cluster $DIR   (Ctrl-C to stop)"
@@ -115,6 +126,9 @@ while true; do
 	echo
 	read -r nb nt nl <<<"${counts:-? ? ?}" || true
 	echo "stored: ${nb:-?} blocks, ${nt:-?} transactions, ${nl:-?} logs"
+	echo
+	echo "last reorganizations rolled back (anvil_reorg of 1-3 blocks every ${REORG_EVERY} s):"
+	echo "$reorgs"
 	if ! kill -0 "$traffic_pid" 2>/dev/null; then
 		echo "traffic generator stopped, see $DIR/traffic.log"
 	fi
