@@ -321,9 +321,14 @@ refresh_head(FetcherState *st)
 			if (replies[i].id >= 0 && replies[i].id < 3)
 				byid[replies[i].id] = &replies[i];
 		if (byid[0] == NULL)
+		{
+			/* perhaps no batches here: the next poll asks for the head alone */
+			ep->no_finality = true;
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-					 errmsg("%s answered no eth_blockNumber for chain \"%s\"", ep->display, st->name)));
+					 errmsg("%s answered no eth_blockNumber for chain \"%s\"", ep->display, st->name),
+					 errdetail("The head was asked for with the \"safe\" and \"finalized\" blocks in one batch; finality is not tracked with this endpoint from now on.")));
+		}
 		head = reply_quantity(st, byid[0], "eth_blockNumber");
 		st->finality_checked_at = now;
 		if (byid[1] != NULL && byid[2] != NULL &&
