@@ -37,6 +37,10 @@ REGRESS_OPTS = --inputdir=$(srcdir) --outputdir=$(REGRESS_OUTDIR) \
 	--temp-config=$(srcdir)/test/regress.conf
 REGRESS_OUTDIR ?= test/tmp/regress
 
+# Rebuild objects whose headers changed (.deps/, as PostgreSQL's own
+# --enable-depend): the workers share structs across files.
+override autodepend = yes
+
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)

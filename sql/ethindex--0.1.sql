@@ -334,8 +334,17 @@ BEGIN
 		FOREACH tbl IN ARRAY ARRAY['blocks', 'transactions', 'logs', 'withdrawals'] LOOP
 			pname := ethindex._partition_name(tbl, p_chain_id, lo);
 			IF to_regclass(format('ethindex.%I', pname)) IS NULL THEN
-				EXECUTE format('CREATE TABLE ethindex.%I PARTITION OF ethindex.%I FOR VALUES FROM (%s, %s) TO (%s, %s)',
-							   pname, tbl, p_chain_id, lo, p_chain_id, hi);
+				/*
+				 * Created alone, then attached: ATTACH PARTITION takes a
+				 * SHARE UPDATE EXCLUSIVE lock on the parent, which readers
+				 * and writers of the table do not conflict with (CREATE
+				 * TABLE ... PARTITION OF takes ACCESS EXCLUSIVE: a long
+				 * query on the table would stall the chain, and every query
+				 * after it would wait too).
+				 */
+				EXECUTE format('CREATE TABLE ethindex.%I (LIKE ethindex.%I)', pname, tbl);
+				EXECUTE format('ALTER TABLE ethindex.%I ATTACH PARTITION ethindex.%I FOR VALUES FROM (%s, %s) TO (%s, %s)',
+							   tbl, pname, p_chain_id, lo, p_chain_id, hi);
 				created := created + 1;
 			END IF;
 		END LOOP;

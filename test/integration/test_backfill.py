@@ -19,6 +19,8 @@ and partitions of 1,000 blocks.
   contiguous: every row equals the node's data, no gap, no duplicate.
 - Rows committed above the checkpoint by an earlier run are discarded at the
   next start and fetched again.
+- A reader's open transaction on the data tables does not hold up the
+  creation of partitions.
 
 Run:  runuser -u ethindex -- python3 test/integration/run.py -k backfill
 """
@@ -31,6 +33,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import ethindex_test as et          # noqa: E402
 import synthchain                   # noqa: E402
+from pgwire import PgConnection       # noqa: E402
 from rpcserver import Chain, RpcServer  # noqa: E402
 
 PORT_BASE = int(os.environ.get("ETHINDEX_BACKFILL_PORT_BASE", "57150"))
@@ -145,10 +148,21 @@ def test_deferred_indexes_and_stall():
                        "WHERE chain_id = %d AND first_block = 1000" % CHAIN_ID, timeout=60)
     assert partition_indexes(1000) == (INDEXES_PER_PARTITION, 4)
 
-    # the node recovers: the chain completes; partitions at the head were
-    # indexed when created
-    replay.clear_faults()
-    wait_for(NBLOCKS - 1)
+    # the node recovers: the chain completes, creating a partition while a
+    # reader's transaction holds the tables (partitions are attached, which
+    # readers do not block); partitions at the head were indexed when created
+    assert sc("SELECT count(*) FROM ethindex.partitions WHERE chain_id = %d "
+              "AND first_block = 3000" % CHAIN_ID) == "0"
+    reader = PgConnection(cluster.basedir, cluster.port, "ethindex_test")
+    try:
+        reader.query("BEGIN; SELECT count(*) FROM ethindex.blocks; "
+                     "SELECT count(*) FROM ethindex.transactions")
+        replay.clear_faults()
+        wait_for(NBLOCKS - 1)
+        assert sc("SELECT count(*) FROM ethindex.partitions WHERE chain_id = %d "
+                  "AND first_block = 3000" % CHAIN_ID) == "1"
+    finally:
+        reader.close()
     cluster.wait_until("SELECT unindexed_partitions = 0 FROM ethindex.chain_status "
                        "WHERE name = '%s'" % CHAIN, timeout=60)
     for first in (0, 1000, 2000):
