@@ -191,7 +191,7 @@ typedef struct ReplaceWork
 	DecodedBlock *blocks;
 	int			nblocks;
 	int64		refetch_id;
-	bool		finished;		/* out: the request is done */
+	bool		finished;		/* out: these blocks completed the request */
 	char	   *failure;		/* out: why it failed, or NULL */
 } ReplaceWork;
 
@@ -256,10 +256,7 @@ replace_work(void *arg)
 			"WHERE id = $1 AND finished_at IS NULL FOR UPDATE",
 			1, argtypes, args, NULL, false, 1);
 	if (SPI_processed != 1)
-	{
-		work->finished = true;	/* failed or removed meanwhile */
-		return;
-	}
+		return;					/* failed or removed meanwhile */
 	to_block = spi_get_int64(0, 1, &isnull);
 
 	work->failure = replace_failure(work, &cp);
@@ -272,7 +269,6 @@ replace_work(void *arg)
 		failargs[1] = CStringGetTextDatum(work->failure);
 		spi_run("UPDATE ethindex.refetches SET finished_at = now(), error = $2 WHERE id = $1",
 				2, failtypes, failargs, NULL, false, 0);
-		work->finished = true;
 		return;
 	}
 
