@@ -102,22 +102,15 @@ parent_mismatch(WriterState *ws, int64 number, const uint8 *parent, const uint8 
 void
 checkpoint_read(WriterState *ws, Checkpoint *cp, bool lock)
 {
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		args[1];
 	bool		isnull;
 	int64		chain_id;
 
-	args[0] = CStringGetTextDatum(ws->name);
-	spi_run(lock ?
-			"SELECT chain_id, next_block, last_hash, finalized_through "
-			"FROM ethindex.chains WHERE name = $1 FOR UPDATE" :
-			"SELECT chain_id, next_block, last_hash, finalized_through "
-			"FROM ethindex.chains WHERE name = $1",
-			1, argtypes, args, NULL, !lock, 1);
-	if (SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("chain \"%s\" does not exist", ws->name)));
+	spi_read_chain(lock ?
+				   "SELECT chain_id, next_block, last_hash, finalized_through "
+				   "FROM ethindex.chains WHERE name = $1 FOR UPDATE" :
+				   "SELECT chain_id, next_block, last_hash, finalized_through "
+				   "FROM ethindex.chains WHERE name = $1",
+				   ws->name, lock);
 	chain_id = spi_get_int64(0, 1, &isnull);
 	if (isnull)
 		elog(ERROR, "chain \"%s\" has no chain id yet", ws->name);

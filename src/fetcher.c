@@ -99,23 +99,15 @@ static void
 load_configuration_work(void *arg)
 {
 	FetcherState *st = (FetcherState *) arg;
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		args[1];
 	bool		isnull;
 	Datum		datum;
 	ArrayType  *array;
 	Datum	   *elems;
 	int			nelems;
 
-	args[0] = CStringGetTextDatum(st->name);
-	spi_run("SELECT chain_id, start_block, confirmations, poll_interval, "
-			"batch_size, rpc_urls, max_reorg_depth "
-			"FROM ethindex.chains WHERE name = $1",
-			1, argtypes, args, NULL, true, 1);
-	if (SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("chain \"%s\" does not exist", st->name)));
+	spi_read_chain("SELECT chain_id, start_block, confirmations, poll_interval, "
+				   "batch_size, rpc_urls, max_reorg_depth "
+				   "FROM ethindex.chains WHERE name = $1", st->name, false);
 
 	st->chain_id = spi_get_int64(0, 1, &isnull);	/* 0 when NULL */
 	st->start_block = spi_get_int64(0, 2, &isnull);

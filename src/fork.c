@@ -136,18 +136,13 @@ load_hashes_work(void *arg)
 {
 	LoadHashes *load = (LoadHashes *) arg;
 	FetcherState *st = load->st;
-	Oid			argtypes[3] = {TEXTOID, INT8OID, INT8OID};
+	Oid			argtypes[3] = {INT8OID, INT8OID, INT8OID};
 	Datum		args[3];
 	bool		isnull;
 	int64		first;
 
-	args[0] = CStringGetTextDatum(st->name);
-	spi_run("SELECT next_block, last_hash, finalized_through FROM ethindex.chains WHERE name = $1",
-			1, argtypes, args, NULL, true, 1);
-	if (SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("chain \"%s\" does not exist", st->name)));
+	spi_read_chain("SELECT next_block, last_hash, finalized_through FROM ethindex.chains "
+				   "WHERE name = $1", st->name, false);
 	st->next_block = spi_get_int64(0, 1, &isnull);
 	load->have_last_hash = spi_get_hash(0, 2, load->last_hash);
 	st->finalized_through = spi_get_int64(0, 3, &isnull);
@@ -158,7 +153,6 @@ load_hashes_work(void *arg)
 	args[0] = Int64GetDatum(st->chain_id);
 	args[1] = Int64GetDatum(first);
 	args[2] = Int64GetDatum(st->next_block - 1);
-	argtypes[0] = INT8OID;
 	spi_run("SELECT number, hash FROM ethindex.blocks "
 			"WHERE chain_id = $1 AND number BETWEEN $2 AND $3 ORDER BY number",
 			3, argtypes, args, NULL, true, 0);

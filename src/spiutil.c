@@ -25,6 +25,7 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "pgstat.h"
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
@@ -69,6 +70,24 @@ spi_run(const char *sql, int nargs, const Oid *argtypes, const Datum *args,
 		elog(ERROR, "SPI_execute_with_args failed (%s): %s",
 			 SPI_result_code_string(rc), sql);
 	return rc;
+}
+
+/*
+ * Run a query of ethindex.chains whose only parameter, $1, is the chain's
+ * name; an error unless it returns the chain's row.
+ */
+void
+spi_read_chain(const char *sql, const char *chain, bool for_update)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+
+	args[0] = CStringGetTextDatum(chain);
+	spi_run(sql, 1, argtypes, args, NULL, !for_update, 1);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("chain \"%s\" does not exist", chain)));
 }
 
 /* An int8 (or smaller integer) column of a row of SPI_tuptable. */

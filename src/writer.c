@@ -58,19 +58,11 @@ static void
 read_config_work(void *arg)
 {
 	WriterState *ws = (WriterState *) arg;
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		args[1];
 	bool		isnull;
 	int64		chain_id;
 
-	args[0] = CStringGetTextDatum(ws->name);
-	spi_run("SELECT chain_id, start_block, partition_size, confirmations "
-			"FROM ethindex.chains WHERE name = $1",
-			1, argtypes, args, NULL, true, 1);
-	if (SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("chain \"%s\" does not exist", ws->name)));
+	spi_read_chain("SELECT chain_id, start_block, partition_size, confirmations "
+				   "FROM ethindex.chains WHERE name = $1", ws->name, false);
 	chain_id = spi_get_int64(0, 1, &isnull);
 	if (isnull)
 		return;					/* the fetcher has not learned it yet */
