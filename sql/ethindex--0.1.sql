@@ -309,7 +309,7 @@ $$;
 /*
  * _ensure_partitions: create the partitions of all data tables that cover
  * blocks [from_block, to_block] of a chain, and register them in
- * ethindex.partitions.  Partitions whose last block is at or below
+ * ethindex.partitions.  Partitions created whose last block is at or below
  * defer_through are left without indexes (backfill); the others are indexed
  * now.  Idempotent.  Partition names are <table>_<chain_id>_<first block,
  * zero-padded>.
@@ -327,10 +327,12 @@ DECLARE
 	tbl		text;
 	pname	text;
 	created	integer := 0;
+	fresh	boolean;
 BEGIN
 	PERFORM ethindex._lock_partitions(p_chain_id);
 	WHILE lo <= p_to_block LOOP
 		hi := lo + p_partition_size;
+		fresh := false;
 		FOREACH tbl IN ARRAY ARRAY['blocks', 'transactions', 'logs', 'withdrawals'] LOOP
 			pname := ethindex._partition_name(tbl, p_chain_id, lo);
 			IF to_regclass(format('ethindex.%I', pname)) IS NULL THEN
@@ -346,12 +348,18 @@ BEGIN
 				EXECUTE format('ALTER TABLE ethindex.%I ATTACH PARTITION ethindex.%I FOR VALUES FROM (%s, %s) TO (%s, %s)',
 							   tbl, pname, p_chain_id, lo, p_chain_id, hi);
 				created := created + 1;
+				fresh := true;
 			END IF;
 		END LOOP;
 		INSERT INTO ethindex.partitions (chain_id, first_block, last_block)
 		VALUES (p_chain_id, lo, hi - 1)
 		ON CONFLICT (chain_id, first_block) DO NOTHING;
-		IF hi - 1 > p_defer_through THEN
+		/*
+		 * Only new partitions: one that exists may hold rows of batches
+		 * not committed yet, and an index build would wait for them (an
+		 * unindexed one is indexed once the checkpoint passes its end).
+		 */
+		IF fresh AND hi - 1 > p_defer_through THEN
 			PERFORM ethindex._index_partition(p_chain_id, lo);
 		END IF;
 		lo := hi;
@@ -734,7 +742,7 @@ AS $$
 		   r.request_window,
 		   (SELECT count(*)::integer FROM ethindex.partitions p
 			WHERE p.chain_id = c.chain_id AND p.indexed_at IS NULL),
-		   CASE WHEN c.next_block > c.start_block
+		   CASE WHEN c.next_block > c.start_block AND r.node_head IS NOT NULL
 				THEN least(c.next_block - 1, r.node_head - c.confirmations) END,
 		   c.safe_through,
 		   c.finalized_through,

@@ -3,8 +3,9 @@
  * blockrec.c
  *	  The records of the queue from the fetcher to the insert workers:
  *	  decoded blocks, serialized so that the insert worker points its Datums
- *	  straight into its copy of the record (no second decoding), and
- *	  rollback requests, which travel as they are.  The layout is described
+ *	  straight into its copy of the record (no second decoding), batches of
+ *	  refetched blocks (block records in one record), and rollback
+ *	  requests, which travel as they are.  The layout is described
  *	  in shared.h (QueueRecordHeader and what follows it).
  *
  *	  The insert workers trust the fetcher, but reading still checks every
@@ -77,8 +78,7 @@ blockrec_size(const DecodedBlock *block)
 }
 
 void
-blockrec_write(const DecodedBlock *block, const BlockRecordMeta *meta,
-			   char *dst, Size size)
+blockrec_write(const DecodedBlock *block, uint8 flags, char *dst, Size size)
 {
 	BlockRecordHeader *header = (BlockRecordHeader *) dst;
 	char	   *p = dst + HEADER_SIZE;
@@ -86,8 +86,7 @@ blockrec_write(const DecodedBlock *block, const BlockRecordMeta *meta,
 	init_byval();
 	memset(dst, 0, HEADER_SIZE);
 	header->common.kind = QUEUE_RECORD_BLOCK;
-	header->common.flags = meta->flags;
-	header->refetch_id = meta->refetch_id;
+	header->common.flags = flags;
 	header->number = block->number;
 	memcpy(header->hash, block->hash, 32);
 	memcpy(header->parent_hash, block->parent_hash, 32);
@@ -135,12 +134,17 @@ blockrec_write(const DecodedBlock *block, const BlockRecordMeta *meta,
 
 static void corrupt_record(int64 number) pg_attribute_noreturn();
 
+/* A record that does not have the size its contents say: -1 if no block yet. */
 static void
 corrupt_record(int64 number)
 {
+	if (number < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("corrupt record in the queue of decoded blocks")));
 	ereport(ERROR,
 			(errcode(ERRCODE_DATA_CORRUPTED),
-			 errmsg("corrupt queue record for block %lld", (long long) number)));
+			 errmsg("corrupt queue record for block " INT64_FORMAT, number)));
 }
 
 /* The kind of a queue record. */
@@ -150,7 +154,8 @@ blockrec_kind(const char *src, Size size)
 	const QueueRecordHeader *header = (const QueueRecordHeader *) src;
 
 	if (size < sizeof(QueueRecordHeader) ||
-		(header->kind != QUEUE_RECORD_BLOCK && header->kind != QUEUE_RECORD_ROLLBACK))
+		(header->kind != QUEUE_RECORD_BLOCK && header->kind != QUEUE_RECORD_ROLLBACK &&
+		 header->kind != QUEUE_RECORD_REPLACE))
 		corrupt_record(-1);
 	return (QueueRecordKind) header->kind;
 }
@@ -172,7 +177,7 @@ blockrec_read_rollback(const char *src, Size size)
  * stay alive (and MAXALIGN'd) while the block is used.
  */
 void
-blockrec_read(char *src, Size size, DecodedBlock *block, BlockRecordMeta *meta)
+blockrec_read(char *src, Size size, DecodedBlock *block, uint8 *flags)
 {
 	BlockRecordHeader *header = (BlockRecordHeader *) src;
 	char	   *p = src + HEADER_SIZE;
@@ -181,8 +186,7 @@ blockrec_read(char *src, Size size, DecodedBlock *block, BlockRecordMeta *meta)
 	init_byval();
 	if (size < HEADER_SIZE || header->common.kind != QUEUE_RECORD_BLOCK)
 		corrupt_record(-1);
-	meta->flags = header->common.flags;
-	meta->refetch_id = header->refetch_id;
+	*flags = header->common.flags;
 	block->number = header->number;
 	memcpy(block->hash, header->hash, 32);
 	memcpy(block->parent_hash, header->parent_hash, 32);
@@ -242,4 +246,87 @@ blockrec_read(char *src, Size size, DecodedBlock *block, BlockRecordMeta *meta)
 	}
 	if (p != end)
 		corrupt_record(block->number);
+}
+
+#define REPLACE_HEADER_SIZE MAXALIGN(sizeof(ReplaceRecordHeader))
+#define REPLACE_LENGTH_SIZE MAXALIGN(sizeof(uint64))
+
+/* The size of a record of refetched blocks. */
+Size
+blockrec_replace_size(const DecodedBlock *blocks, int nblocks)
+{
+	Size		size = REPLACE_HEADER_SIZE;
+
+	for (int i = 0; i < nblocks; i++)
+		size += REPLACE_LENGTH_SIZE + MAXALIGN(blockrec_size(&blocks[i]));
+	return size;
+}
+
+/*
+ * A record of refetched blocks (see shared.h); with no blocks, the failure
+ * of the request, "error" saying why.
+ */
+void
+blockrec_write_replace(const DecodedBlock *blocks, int nblocks, int64 refetch_id,
+					   const char *error, char *dst, Size size)
+{
+	ReplaceRecordHeader *header = (ReplaceRecordHeader *) dst;
+	char	   *p = dst + REPLACE_HEADER_SIZE;
+
+	memset(dst, 0, REPLACE_HEADER_SIZE);
+	header->common.kind = QUEUE_RECORD_REPLACE;
+	header->nblocks = nblocks;
+	header->refetch_id = refetch_id;
+	if (error)
+		strlcpy(header->error, error, sizeof(header->error));
+	for (int i = 0; i < nblocks; i++)
+	{
+		Size		len = blockrec_size(&blocks[i]);
+
+		memset(p, 0, REPLACE_LENGTH_SIZE);
+		*(uint64 *) p = len;
+		p += REPLACE_LENGTH_SIZE;
+		blockrec_write(&blocks[i], 0, p, len);
+		if (MAXALIGN(len) > len)
+			memset(p + len, 0, MAXALIGN(len) - len);
+		p += MAXALIGN(len);
+	}
+	if (p != dst + size)
+		elog(ERROR, "refetch record size mismatch: wrote %zu bytes, expected %zu",
+			 (Size) (p - dst), size);
+}
+
+/*
+ * A record of refetched blocks: its header, and its blocks in *blocks
+ * (palloc'd; their Datums point into src).
+ */
+const ReplaceRecordHeader *
+blockrec_read_replace(char *src, Size size, DecodedBlock **blocks)
+{
+	ReplaceRecordHeader *header = (ReplaceRecordHeader *) src;
+	char	   *p = src + REPLACE_HEADER_SIZE;
+	char	   *end = src + size;
+
+	if (size < REPLACE_HEADER_SIZE || header->common.kind != QUEUE_RECORD_REPLACE ||
+		header->nblocks < 0 || header->nblocks > (int32) (size / REPLACE_LENGTH_SIZE))
+		corrupt_record(-1);
+	header->error[sizeof(header->error) - 1] = '\0';
+	*blocks = palloc(sizeof(DecodedBlock) * Max(header->nblocks, 1));
+	for (int i = 0; i < header->nblocks; i++)
+	{
+		uint64		len;
+		uint8		flags;
+
+		if (end - p < (ptrdiff_t) REPLACE_LENGTH_SIZE)
+			corrupt_record(-1);
+		len = *(uint64 *) p;
+		p += REPLACE_LENGTH_SIZE;
+		if (len > (uint64) (end - p))
+			corrupt_record(-1);
+		blockrec_read(p, (Size) len, &(*blocks)[i], &flags);
+		p += MAXALIGN(len);
+	}
+	if (p != end)
+		corrupt_record(-1);
+	return header;
 }

@@ -18,18 +18,15 @@
 #include "decode.h"
 #include "shared.h"
 
-/* What a block record says besides the block: BLOCK_* flags, refetch id */
-typedef struct BlockRecordMeta
-{
-	uint8		flags;
-	int64		refetch_id;
-} BlockRecordMeta;
-
 extern QueueRecordKind blockrec_kind(const char *src, Size size);
 extern Size blockrec_size(const DecodedBlock *block);
-extern void blockrec_write(const DecodedBlock *block, const BlockRecordMeta *meta,
-						   char *dst, Size size);
-extern void blockrec_read(char *src, Size size, DecodedBlock *block, BlockRecordMeta *meta);
+extern void blockrec_write(const DecodedBlock *block, uint8 flags, char *dst, Size size);
+extern void blockrec_read(char *src, Size size, DecodedBlock *block, uint8 *flags);
 extern const RollbackRequest *blockrec_read_rollback(const char *src, Size size);
+extern Size blockrec_replace_size(const DecodedBlock *blocks, int nblocks);
+extern void blockrec_write_replace(const DecodedBlock *blocks, int nblocks, int64 refetch_id,
+								   const char *error, char *dst, Size size);
+extern const ReplaceRecordHeader *blockrec_read_replace(char *src, Size size,
+														DecodedBlock **blocks);
 
 #endif							/* ETHINDEX_BLOCKREC_H */

@@ -280,25 +280,34 @@ typedef struct CheckpointMove
 	int64		new_next;
 } CheckpointMove;
 
+/*
+ * In the transaction that holds the checkpoint row's lock: move the
+ * checkpoint "cp" over the pending ranges (and "own") that continue it and
+ * write it if it moved.  Returns the new next block.
+ */
+static int64
+advance_checkpoint(WriterState *ws, const Checkpoint *cp, const PendingRange *own)
+{
+	int64		next = cp->next_block;
+	uint8		hash[32];
+	bool		have_hash = cp->have_hash;
+
+	memcpy(hash, cp->last_hash, 32);
+	merge_pending(ws, &next, hash, &have_hash, own);
+	if (next != cp->next_block)
+		checkpoint_write(ws, cp->next_block, next, hash);
+	return next;
+}
+
 static void
 move_checkpoint_work(void *arg)
 {
 	CheckpointMove *move = (CheckpointMove *) arg;
-	WriterState *ws = move->ws;
 	Checkpoint	cp;
-	int64		next;
-	uint8		hash[32];
-	bool		have_hash;
 
-	checkpoint_read(ws, &cp, true);
-	next = cp.next_block;
-	memcpy(hash, cp.last_hash, 32);
-	have_hash = cp.have_hash;
-	merge_pending(ws, &next, hash, &have_hash, move->own);
-	if (next != cp.next_block)
-		checkpoint_write(ws, cp.next_block, next, hash);
+	checkpoint_read(move->ws, &cp, true);
 	move->old_next = cp.next_block;
-	move->new_next = next;
+	move->new_next = advance_checkpoint(move->ws, &cp, move->own);
 }
 
 /*
@@ -418,28 +427,15 @@ checkpoint_commit_batch(WriterState *ws, DecodedBlock *blocks, int nblocks,
 						first->number, ws->name),
 				 errdetail("The checkpoint moved to block " INT64_FORMAT " while this insert worker stored it.",
 						   cp.next_block)));
+	commit->range.first = first->number;
+	commit->range.last = last->number;
+	memcpy(commit->range.first_parent_hash, first->parent_hash, 32);
+	memcpy(commit->range.last_hash, last->hash, 32);
 	commit->old_next = cp.next_block;
 	commit->in_order = cp.next_block == first->number;
-	if (commit->in_order)
-	{
-		uint8		hash[32];
-		bool		have_hash = true;
-
-		if (cp.have_hash && memcmp(first->parent_hash, cp.last_hash, 32) != 0)
-			parent_mismatch(ws, first->number, first->parent_hash, cp.last_hash);
-		commit->new_next = last->number + 1;
-		memcpy(hash, last->hash, 32);
-		merge_pending(ws, &commit->new_next, hash, &have_hash, NULL);
-		checkpoint_write(ws, cp.next_block, commit->new_next, hash);
-	}
-	else
-	{
-		commit->new_next = cp.next_block;
-		commit->range.first = first->number;
-		commit->range.last = last->number;
-		memcpy(commit->range.first_parent_hash, first->parent_hash, 32);
-		memcpy(commit->range.last_hash, last->hash, 32);
-	}
+	/* in order: the batch continues the checkpoint, like a pending range */
+	commit->new_next = commit->in_order ?
+		advance_checkpoint(ws, &cp, &commit->range) : cp.next_block;
 }
 
 /*

@@ -32,7 +32,8 @@
  *	  A block whose parent is not the block queued before it stops the
  *	  window; fork.c rolls the reorganization back (or refuses to).  Once
  *	  caught up, the fetcher also serves ethindex.refetch() requests, a
- *	  batch at a time, queueing BLOCK_REPLACE blocks.
+ *	  batch at a time, each batch one queue record stored by one insert
+ *	  worker, the next queued once it is stored.
  *
  *	  Failures (transport, HTTP status, JSON-RPC errors, bad or missing
  *	  data) raise an ERROR that the main loop catches: it is logged,
@@ -73,6 +74,8 @@
 #define HEAD_REFRESH_MS		1000	/* head poll period while backfilling */
 #define FINALITY_POLL_MS	2000	/* "safe" and "finalized" asked this often */
 #define LAGGING_SWITCH_MS	10000	/* an endpoint behind this long is left */
+#define REFETCH_ATTEMPTS	5	/* failed batches before a refetch gives up */
+#define NO_FINALITY_RETRY_MS 600000	/* finality asked again after this long */
 
 /* One block being fetched */
 typedef struct PendingBlock
@@ -259,9 +262,18 @@ reply_quantity(FetcherState *st, RpcReply *reply, const char *method)
 	return value;
 }
 
+/* An endpoint without "safe" and "finalized" blocks is not asked for a while. */
+static void
+endpoint_without_finality(Endpoint *ep)
+{
+	ep->no_finality_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														NO_FINALITY_RETRY_MS);
+}
+
 /*
  * A finality tag's block in a reply of the head poll: false (and the
- * endpoint remembered as having none) when it answers an error or null.
+ * endpoint remembered as having none for a while) when it answers an error
+ * or null.
  */
 static bool
 reply_finality(FetcherState *st, RpcReply *reply, const char *tag, int64 *number, uint8 *hash)
@@ -272,9 +284,9 @@ reply_finality(FetcherState *st, RpcReply *reply, const char *tag, int64 *number
 		jsonrpc_block_header(reply->result, reply->result_len, number, hash, tag, ep->display))
 		return true;
 	ereport(LOG,
-			(errmsg("ethindex chain \"%s\": %s reports no \"%s\" block, so finality is not tracked with it",
+			(errmsg("ethindex chain \"%s\": %s reports no \"%s\" block, so finality is not tracked with it for now",
 					st->name, ep->display, tag)));
-	ep->no_finality = true;
+	endpoint_without_finality(ep);
 	return false;
 }
 
@@ -287,7 +299,7 @@ refresh_head(FetcherState *st)
 {
 	Endpoint   *ep = &st->endpoints[st->current];
 	TimestampTz now = GetCurrentTimestamp();
-	bool		finality = !ep->no_finality &&
+	bool		finality = now >= ep->no_finality_until &&
 		TimestampDifferenceExceeds(st->finality_checked_at, now, FINALITY_POLL_MS);
 	int64		head;
 	int64		safe = -1;
@@ -314,12 +326,12 @@ refresh_head(FetcherState *st)
 				byid[replies[i].id] = &replies[i];
 		if (byid[0] == NULL)
 		{
-			/* perhaps no batches here: the next poll asks for the head alone */
-			ep->no_finality = true;
+			/* perhaps no batches here: the next polls ask for the head alone */
+			endpoint_without_finality(ep);
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 					 errmsg("%s answered no eth_blockNumber for chain \"%s\"", ep->display, st->name),
-					 errdetail("The head was asked for with the \"safe\" and \"finalized\" blocks in one batch; finality is not tracked with this endpoint from now on.")));
+					 errdetail("The head was asked for with the \"safe\" and \"finalized\" blocks in one batch; finality is not asked of this endpoint for a while.")));
 		}
 		head = reply_quantity(st, byid[0], "eth_blockNumber");
 		st->finality_checked_at = now;
@@ -331,7 +343,7 @@ refresh_head(FetcherState *st)
 				fork_note_finality(st, number, hash);
 		}
 		else
-			ep->no_finality = true;
+			endpoint_without_finality(ep);
 	}
 	chain_record_head_request(st->slot);
 
@@ -550,12 +562,12 @@ decode_batch_block(FetcherState *st, RpcReply *replies, int nreplies, int b,
 
 /* Put a decoded block into the queue (waits while the queue is full). */
 static void
-queue_decoded(FetcherState *st, const DecodedBlock *decoded, const BlockRecordMeta *meta)
+queue_decoded(FetcherState *st, const DecodedBlock *decoded, uint8 flags)
 {
 	Size		size = blockrec_size(decoded);
 	char	   *dst = queue_reserve(&st->slot->queue, st->ring, size);
 
-	blockrec_write(decoded, meta, dst, size);
+	blockrec_write(decoded, flags, dst, size);
 	queue_commit(&st->slot->queue, st->ring, size);
 }
 
@@ -566,7 +578,6 @@ queue_decoded(FetcherState *st, const DecodedBlock *decoded, const BlockRecordMe
 static bool
 queue_next_block(FetcherState *st, const DecodedBlock *decoded, bool ordered)
 {
-	BlockRecordMeta meta;
 	uint8		prev[32];
 
 	if (hashes_last(&st->hashes, prev) && memcmp(decoded->parent_hash, prev, 32) != 0)
@@ -576,9 +587,7 @@ queue_next_block(FetcherState *st, const DecodedBlock *decoded, bool ordered)
 		return false;
 	}
 	fork_check_finality(st, decoded->number, decoded->hash);
-	meta.flags = ordered ? BLOCK_ORDERED : 0;
-	meta.refetch_id = 0;
-	queue_decoded(st, decoded, &meta);
+	queue_decoded(st, decoded, ordered ? BLOCK_ORDERED : 0);
 	hashes_push(&st->hashes, decoded->number, decoded->hash);
 	st->next_block = decoded->number + 1;
 	return true;
@@ -675,55 +684,88 @@ process_window_request(FetcherState *st)
 /* ---- refetches -------------------------------------------------------------- */
 
 /*
- * The oldest unfinished refetch request not queued completely yet: the one
- * being served (its progress is the fetcher's own) or the next one (its
- * progress is what the insert workers committed).  refetch_id 0: none.
+ * The oldest unfinished refetch request of the chain (refetch_id 0: none),
+ * with its progress as the insert workers committed it.
  */
 static void
 next_refetch_work(void *arg)
 {
 	FetcherState *st = (FetcherState *) arg;
-	Oid			argtypes[2] = {TEXTOID, INT8OID};
-	Datum		args[2];
 	bool		isnull;
-	int64		id;
 
-	args[0] = CStringGetTextDatum(st->name);
-	args[1] = Int64GetDatum(st->refetch_done_id);
-	spi_run("SELECT id, next_block, to_block FROM ethindex.refetches "
-			"WHERE chain = $1 AND finished_at IS NULL AND id > $2 ORDER BY id LIMIT 1",
-			2, argtypes, args, NULL, true, 1);
-	if (SPI_processed == 0)
-	{
-		st->refetch_id = 0;
-		return;
-	}
-	id = spi_get_int64(0, 1, &isnull);
-	if (id != st->refetch_id)
-	{
-		st->refetch_id = id;
-		st->refetch_next = spi_get_int64(0, 2, &isnull);
-		st->refetch_to = spi_get_int64(0, 3, &isnull);
-	}
+	spi_read_chain("SELECT r.id, r.next_block, r.to_block FROM ethindex.chains c "
+				   "LEFT JOIN LATERAL (SELECT id, next_block, to_block FROM ethindex.refetches "
+				   "WHERE chain = c.name AND finished_at IS NULL ORDER BY id LIMIT 1) r ON true "
+				   "WHERE c.name = $1", st->name, false);
+	st->refetch_id = spi_get_int64(0, 1, &isnull);
+	st->refetch_next = spi_get_int64(0, 2, &isnull);
+	st->refetch_to = spi_get_int64(0, 3, &isnull);
+}
+
+/* Queue a record of refetched blocks (none: the request failed) and wait until it is stored. */
+static void
+queue_refetched(FetcherState *st, const DecodedBlock *blocks, int nblocks, const char *error)
+{
+	Size		size = blockrec_replace_size(blocks, nblocks);
+	char	   *dst = queue_reserve(&st->slot->queue, st->ring, size);
+
+	blockrec_write_replace(blocks, nblocks, st->refetch_id, error, dst, size);
+	queue_commit(&st->slot->queue, st->ring, size);
+	/* the next batch follows from the progress committed with this one */
+	pgstat_report_activity(STATE_RUNNING, "waiting for refetched blocks to be stored");
+	queue_wait_drained(&st->slot->queue);
 }
 
 /*
- * Once caught up: queue one batch of the oldest unfinished refetch request
- * (blocks marked BLOCK_REPLACE; the insert workers check them against the
- * stored chain).  Returns false when there is nothing to do.
+ * Fetch and decode the next batch of the request being served, at most
+ * half a queue of records; returns the number of blocks.
  */
-static bool
-refetch_step(FetcherState *st)
+static int
+fetch_refetch_batch(FetcherState *st, DecodedBlock **blocks)
 {
-	uint32		generation;
-	int64		first;
-	int			nblocks;
+	int64		first = st->refetch_next;
+	int			nblocks = (int) Min((int64) Max(st->request_blocks, 1),
+									st->refetch_to - first + 1);
+	bool		with_receipts = !st->endpoints[st->current].no_block_receipts;
+	Size		size = 0;
 	StringInfoData body;
 	char	   *response;
 	size_t		len;
 	RpcReply   *replies;
 	int			nreplies;
-	bool		with_receipts = !st->endpoints[st->current].no_block_receipts;
+	int			n;
+
+	initStringInfo(&body);
+	append_block_calls(&body, first, nblocks, with_receipts);
+	response = fetcher_call(st, st->current, body.data, "refetching blocks", &len);
+	nreplies = eth_split_rpc_response(response, len, &replies);
+	*blocks = palloc(sizeof(DecodedBlock) * nblocks);
+	for (n = 0; n < nblocks; n++)
+	{
+		decode_batch_block(st, replies, nreplies, n, first + n, &with_receipts, &(*blocks)[n]);
+		size += MAXALIGN(blockrec_size(&(*blocks)[n])) + 64;
+		if (n > 0 && size > queue_max_record(&st->slot->queue) / 2)
+			break;				/* the rest in the next batch */
+	}
+	return n;
+}
+
+/*
+ * Once caught up: one batch of the oldest unfinished refetch request,
+ * queued as one record that one insert worker stores (it checks that the
+ * blocks fit the stored chain), and waited for.  A batch the endpoints fail
+ * to give is tried again with backoff, without holding up the head; after
+ * REFETCH_ATTEMPTS failures the request ends with the error.  Returns false
+ * when there was nothing to do.
+ */
+static bool
+refetch_step(FetcherState *st)
+{
+	uint32		generation;
+	MemoryContext outer = CurrentMemoryContext;
+	DecodedBlock *volatile blocks = NULL;
+	volatile int nblocks = 0;
+	char	   *volatile failure = NULL;
 
 	SpinLockAcquire(&st->slot->mutex);
 	generation = st->slot->refetch_generation;
@@ -735,38 +777,64 @@ refetch_step(FetcherState *st)
 	}
 	if (st->refetch_id == 0 && !st->refetch_lookup)
 		return false;
-	/* the request being served may have failed meanwhile: look every time */
+	if (st->refetch_attempts > 0 && GetCurrentTimestamp() < st->refetch_retry_at)
+		return false;
+	/* what was queued is stored: its progress is in the table */
 	run_in_transaction("looking for refetch requests", next_refetch_work, st);
-	st->refetch_lookup = false;
+	st->refetch_lookup = st->refetch_id != 0;
 	if (st->refetch_id == 0)
 		return false;
+	if (st->refetch_id != st->refetch_failing_id)
+		st->refetch_attempts = 0;
 
-	first = st->refetch_next;
-	nblocks = (int) Min((int64) Max(st->request_blocks, 1), st->refetch_to - first + 1);
 	pgstat_report_activity(STATE_RUNNING, "refetching blocks");
-	initStringInfo(&body);
-	append_block_calls(&body, first, nblocks, with_receipts);
-	response = fetcher_call(st, st->current, body.data, "refetching blocks", &len);
-	nreplies = eth_split_rpc_response(response, len, &replies);
-	for (int b = 0; b < nblocks; b++)
+	PG_TRY();
 	{
-		DecodedBlock decoded;
-		BlockRecordMeta meta;
+		DecodedBlock *fetched;
 
-		decode_batch_block(st, replies, nreplies, b, first + b, &with_receipts, &decoded);
-		meta.flags = BLOCK_REPLACE;
-		meta.refetch_id = st->refetch_id;
-		queue_decoded(st, &decoded, &meta);
+		nblocks = fetch_refetch_batch(st, &fetched);
+		blocks = fetched;
 	}
-	pgstat_report_activity(STATE_IDLE, NULL);
-	st->refetch_next = first + nblocks;
-	if (st->refetch_next > st->refetch_to)
+	PG_CATCH();
 	{
-		st->refetch_done_id = st->refetch_id;
-		st->refetch_id = 0;
-		st->refetch_lookup = true;	/* look for the next request */
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(outer);
+		edata = CopyErrorData();
+		FlushErrorState();
+		failure = psprintf("%s%s%s", edata->message, edata->detail ? " " : "",
+						   edata->detail ? edata->detail : "");
+		FreeErrorData(edata);
 	}
-	return true;
+	PG_END_TRY();
+
+	if (failure == NULL)
+	{
+		queue_refetched(st, blocks, nblocks, NULL);
+		st->refetch_attempts = 0;
+		return true;
+	}
+	st->refetch_failing_id = st->refetch_id;
+	if (++st->refetch_attempts >= REFETCH_ATTEMPTS)
+	{
+		ereport(WARNING,
+				(errmsg("ethindex chain \"%s\": refetch " INT64_FORMAT " gives up after %d attempts: %s",
+						st->name, st->refetch_id, st->refetch_attempts, failure)));
+		queue_refetched(st, NULL, 0, failure);
+		st->refetch_attempts = 0;
+		return true;
+	}
+	ereport(LOG,
+			(errmsg("ethindex chain \"%s\": refetch " INT64_FORMAT " failed at block " INT64_FORMAT ", attempt %d of %d: %s",
+					st->name, st->refetch_id, st->refetch_next, st->refetch_attempts,
+					REFETCH_ATTEMPTS, failure)));
+	chain_report_error(st->slot, failure);
+	st->refetch_retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   Min((long) ethindex_retry_max_ms,
+														   1000L << st->refetch_attempts));
+	st->current = (st->current + 1) % st->nendpoints;
+	st->head = -1;
+	return false;
 }
 
 /* ---- the loop --------------------------------------------------------------- */
@@ -841,10 +909,12 @@ fetcher_step(FetcherState *st)
 		int			usecs;
 
 		/* caught up: the chain is healthy, wait for the next block */
+		bool		refetched = refetch_step(st);
+
 		st->failures = 0;
 		sizing_epoch_restart(st);	/* idle time is no measure of the window */
 		chain_set_state(st->slot, CHAIN_STATE_RUNNING);
-		if (refetch_step(st))
+		if (refetched)
 			return;
 		TimestampDifference(GetCurrentTimestamp(), st->next_poll_at, &secs, &usecs);
 		if (secs > 0 || usecs > 0)

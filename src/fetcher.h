@@ -38,7 +38,7 @@ typedef struct Endpoint
 	char	   *display;		/* url without credentials, for messages */
 	bool		verified;		/* eth_chainId checked */
 	bool		no_block_receipts;	/* eth_getBlockReceipts unsupported */
-	bool		no_finality;	/* "safe"/"finalized" block tags unsupported */
+	TimestampTz no_finality_until;	/* "safe"/"finalized" unsupported: not asked till then */
 } Endpoint;
 
 /* Hashes of the last blocks queued: blocks first .. first + count - 1 */
@@ -139,9 +139,11 @@ typedef struct FetcherState
 	uint32		refetch_generation; /* slot's generation when last read */
 	bool		refetch_lookup;		/* look for requests in the table */
 	int64		refetch_id;		/* request being served, 0 none */
-	int64		refetch_done_id;	/* requests up to this one are all queued */
-	int64		refetch_next;	/* its next block to queue */
+	int64		refetch_next;	/* its next block, as committed */
 	int64		refetch_to;
+	int64		refetch_failing_id; /* the request whose batches failed */
+	int			refetch_attempts;	/* its failed attempts in a row */
+	TimestampTz refetch_retry_at;	/* when to try it again */
 
 	int			failures;		/* consecutive failed attempts */
 	RpcClient  *rpc;

@@ -12,8 +12,9 @@
  *
  *	  1. Finds the fork block: the highest block whose hash on the node
  *	     equals the one queued, comparing headers of the current endpoint
- *	     from the top down, in batches (8, then 32, 128 blocks), as far as
- *	     the hashes kept reach (max(max_reorg_depth + 1, 1024) blocks).
+ *	     from the top down, in batches (8, then 32, 128, 256 blocks), as far
+ *	     as the hashes kept reach (max(max_reorg_depth + 1, 1024) blocks),
+ *	     so that a refusal can name the depth.
  *	  2. Refuses, with an error naming the depth and the blocks and deleting
  *	     nothing: a reorganization deeper than the chain's max_reorg_depth,
  *	     one that would roll back a finalized block (the node's, or one
@@ -453,7 +454,8 @@ confirm_branch(FetcherState *st, int64 fork, int64 old_head, const uint8 *new_he
 				 errhint("An endpoint that lags or follows another branch does not trigger a rollback; the chain tries again.")));
 
 	/* a single endpoint: its own finalized block */
-	if (current->no_finality || !fetch_finalized(st, st->current, &finalized, finalized_hash))
+	if (GetCurrentTimestamp() < current->no_finality_until ||
+		!fetch_finalized(st, st->current, &finalized, finalized_hash))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_EXCEPTION),
 				 errmsg("reorganization of depth " INT64_FORMAT " of chain \"%s\" reported by %s cannot be confirmed",
@@ -556,4 +558,8 @@ fork_roll_back(FetcherState *st)
 	st->mismatch_block = -1;
 	if (st->pending_finalized > fork)
 		st->pending_finalized = -1;
+	/* the node's "safe" block is asked again before the new branch counts as safe */
+	SpinLockAcquire(&st->slot->mutex);
+	st->slot->node_safe = Min(st->slot->node_safe, fork);
+	SpinLockRelease(&st->slot->mutex);
 }

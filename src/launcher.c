@@ -207,6 +207,10 @@ start_workers(int slotno)
 	slot->nwriters = ethindex_insert_workers;
 	slot->request_blocks = 0;
 	slot->window_limit = 0;
+	/* what the last generation's fetcher learned is not this one's */
+	slot->node_head = -1;
+	slot->node_safe = -1;
+	slot->node_finalized = -1;
 	SpinLockRelease(&slot->mutex);
 	/* the start-up handshake begins again (shared.h) */
 	LWLockAcquire(&slot->commit_lock, LW_EXCLUSIVE);
@@ -275,9 +279,6 @@ assign_slot(const char *name)
 
 		SpinLockAcquire(&slot->mutex);
 		slot->state = CHAIN_STATE_STARTING;
-		slot->node_head = -1;
-		slot->node_safe = -1;
-		slot->node_finalized = -1;
 		slot->last_error[0] = '\0';
 		slot->last_error_at = 0;
 		slot->endpoint[0] = '\0';

@@ -126,16 +126,23 @@ typedef struct BlockQueue
  *
  * QUEUE_RECORD_ROLLBACK: a reorganization to roll back (RollbackRequest);
  * the fetcher queues it alone, once everything queued before is stored.
+ *
+ * QUEUE_RECORD_REPLACE: a batch of blocks refetched for ethindex.refetch(),
+ * which one insert worker stores in one transaction in place of the stored
+ * ones: a ReplaceRecordHeader, then "nblocks" block records, each a uint64
+ * length and the record (as above) padded to MAXALIGN.  The fetcher queues
+ * the next batch of a request only once this one is stored.  A record
+ * without blocks ends the request with "error".
  */
 typedef enum QueueRecordKind
 {
 	QUEUE_RECORD_BLOCK = 1,
-	QUEUE_RECORD_ROLLBACK = 2
+	QUEUE_RECORD_ROLLBACK = 2,
+	QUEUE_RECORD_REPLACE = 3
 } QueueRecordKind;
 
 /* flags of a block record */
 #define BLOCK_ORDERED	0x01	/* fetched at the head: commit in block order */
-#define BLOCK_REPLACE	0x02	/* refetched: replaces the stored block */
 
 typedef struct QueueRecordHeader
 {
@@ -152,8 +159,15 @@ typedef struct BlockRecordHeader
 	int32		transaction_count;
 	int32		log_count;
 	int32		nrows[ETH_NUM_TABLES];
-	int64		refetch_id;		/* BLOCK_REPLACE: the ethindex.refetches row */
 } BlockRecordHeader;
+
+typedef struct ReplaceRecordHeader
+{
+	QueueRecordHeader common;
+	int32		nblocks;
+	int64		refetch_id;		/* the ethindex.refetches row */
+	char		error[512];		/* nblocks 0: why the request failed */
+} ReplaceRecordHeader;
 
 /*
  * A reorganization found by the fetcher: blocks fork_block + 1 .. old_head

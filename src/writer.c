@@ -9,9 +9,9 @@
  *	  heap multi-insert (insert.c), then the checkpoint (checkpoint.c).
  *	  Blocks the fetcher marked BLOCK_ORDERED (fetched at the head) commit
  *	  in block order; backfill blocks may commit ahead of the checkpoint.
- *	  Refetched blocks (BLOCK_REPLACE) replace the stored rows of blocks
- *	  below the checkpoint, for ethindex.refetch().  A rollback request
- *	  rolls back a reorganization.
+ *	  A batch of refetched blocks replaces the stored rows of blocks below
+ *	  the checkpoint, for ethindex.refetch().  A rollback request rolls back
+ *	  a reorganization.
  *
  *	  Insert worker 0 runs the start-up repair before the fetcher fetches
  *	  (checkpoint_start), indexes what an earlier run left unindexed, and
@@ -82,7 +82,10 @@ writer_load_config(WriterState *ws, bool required)
 {
 	run_in_transaction("reading chain configuration", read_config_work, ws);
 	if (!ws->have_config && required)
-		elog(ERROR, "chain \"%s\" has no chain id yet", ws->name);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("chain \"%s\" has no chain id yet", ws->name),
+				 errhint("Its chain id is stored when its workers start; they restart.")));
 }
 
 /*
@@ -180,35 +183,52 @@ store_blocks(WriterState *ws, DecodedBlock *blocks, int nblocks, bool ordered)
 typedef struct ReplaceWork
 {
 	WriterState *ws;
+	const ReplaceRecordHeader *header;
 	DecodedBlock *blocks;
-	int			nblocks;
-	int64		refetch_id;
+	char	   *failure;		/* out: why the request failed, or NULL */
 	bool		finished;		/* out: these blocks completed the request */
-	char	   *failure;		/* out: why it failed, or NULL */
 } ReplaceWork;
 
 /*
- * Why refetched blocks may not replace the stored ones, or NULL: they must
- * lie below the checkpoint and link to the stored blocks around them.
+ * Why refetched blocks may not replace the stored ones, or NULL.  They must
+ * lie below the checkpoint, their first block must name the stored block
+ * before it as its parent, and their last block must be the stored chain's
+ * block at its height: the block the stored block after it (or the
+ * checkpoint) names, or the stored block itself.  Blocks are linked by
+ * hashes, so a last block that is the stored one makes every block of the
+ * run the stored one's: a refetch never splices in another branch.
  */
 static char *
 replace_failure(ReplaceWork *work, const Checkpoint *cp)
 {
 	WriterState *ws = work->ws;
 	DecodedBlock *first = &work->blocks[0];
-	DecodedBlock *last = &work->blocks[work->nblocks - 1];
-	Oid			argtypes[3] = {INT8OID, INT8OID, INT8OID};
-	Datum		args[3];
+	DecodedBlock *last = &work->blocks[work->header->nblocks - 1];
+	Oid			argtypes[4] = {INT8OID, INT8OID, INT8OID, INT8OID};
+	Datum		args[4];
+	bool		top_checked = false;
+	uint8		stored_last[32];
+	bool		have_stored_last = false;
 
 	if (last->number >= cp->next_block)
 		return psprintf("block " INT64_FORMAT " is not below the checkpoint at block " INT64_FORMAT,
 						last->number, cp->next_block);
+	if (last->number == cp->next_block - 1 && cp->have_hash)
+	{
+		if (memcmp(last->hash, cp->last_hash, 32) != 0)
+			return psprintf("the node's block " INT64_FORMAT " has hash %s, but the stored one, the last block of the checkpoint, has hash %s",
+							last->number, eth_bytes_to_hex(last->hash, 32),
+							eth_bytes_to_hex(cp->last_hash, 32));
+		top_checked = true;
+	}
 	args[0] = Int64GetDatum(ws->chain_id);
 	args[1] = Int64GetDatum(first->number - 1);
-	args[2] = Int64GetDatum(last->number + 1);
+	args[2] = Int64GetDatum(last->number);
+	args[3] = Int64GetDatum(last->number + 1);
+	/* not read-only: a snapshot taken now, after the checkpoint row's lock */
 	spi_run("SELECT number, hash, parent_hash FROM ethindex.blocks "
-			"WHERE chain_id = $1 AND number IN ($2, $3)",
-			3, argtypes, args, NULL, true, 0);
+			"WHERE chain_id = $1 AND number IN ($2, $3, $4)",
+			4, argtypes, args, NULL, false, 0);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
@@ -222,12 +242,44 @@ replace_failure(ReplaceWork *work, const Checkpoint *cp)
 			return psprintf("the node's block " INT64_FORMAT " names parent %s, but the stored block " INT64_FORMAT " has hash %s",
 							first->number, eth_bytes_to_hex(first->parent_hash, 32),
 							number, eth_bytes_to_hex(hash, 32));
-		if (number == last->number + 1 && memcmp(parent, last->hash, 32) != 0)
-			return psprintf("the node's block " INT64_FORMAT " has hash %s, but the stored block " INT64_FORMAT " names parent %s",
-							last->number, eth_bytes_to_hex(last->hash, 32),
-							number, eth_bytes_to_hex(parent, 32));
+		if (number == last->number + 1)
+		{
+			if (memcmp(parent, last->hash, 32) != 0)
+				return psprintf("the node's block " INT64_FORMAT " has hash %s, but the stored block " INT64_FORMAT " names parent %s",
+								last->number, eth_bytes_to_hex(last->hash, 32),
+								number, eth_bytes_to_hex(parent, 32));
+			top_checked = true;
+		}
+		if (number == last->number)
+		{
+			memcpy(stored_last, hash, 32);
+			have_stored_last = true;
+		}
 	}
+	if (!top_checked && have_stored_last)
+	{
+		if (memcmp(stored_last, last->hash, 32) != 0)
+			return psprintf("the node's block " INT64_FORMAT " has hash %s, but the stored one has hash %s",
+							last->number, eth_bytes_to_hex(last->hash, 32),
+							eth_bytes_to_hex(stored_last, 32));
+		top_checked = true;
+	}
+	if (!top_checked)
+		return psprintf("blocks " INT64_FORMAT " and " INT64_FORMAT " are not stored, so the node's blocks cannot be checked against the stored chain; refetch a range that ends at or before a stored block",
+						last->number, last->number + 1);
 	return NULL;
+}
+
+static void
+fail_refetch(int64 refetch_id, const char *failure)
+{
+	Oid			argtypes[2] = {INT8OID, TEXTOID};
+	Datum		args[2];
+
+	args[0] = Int64GetDatum(refetch_id);
+	args[1] = CStringGetTextDatum(failure);
+	spi_run("UPDATE ethindex.refetches SET finished_at = now(), error = $2 WHERE id = $1",
+			2, argtypes, args, NULL, false, 0);
 }
 
 static void
@@ -235,86 +287,87 @@ replace_work(void *arg)
 {
 	ReplaceWork *work = (ReplaceWork *) arg;
 	WriterState *ws = work->ws;
+	int			nblocks = work->header->nblocks;
 	Checkpoint	cp;
 	Oid			argtypes[3] = {INT8OID, INT8OID, INT8OID};
 	Datum		args[3];
 	bool		isnull;
 	int64		to_block;
+	int64		next_block;
 
 	/* the checkpoint row's lock keeps rollbacks and other commits out */
 	checkpoint_read(ws, &cp, true);
-	args[0] = Int64GetDatum(work->refetch_id);
-	spi_run("SELECT to_block FROM ethindex.refetches "
+	args[0] = Int64GetDatum(work->header->refetch_id);
+	spi_run("SELECT to_block, next_block FROM ethindex.refetches "
 			"WHERE id = $1 AND finished_at IS NULL FOR UPDATE",
 			1, argtypes, args, NULL, false, 1);
 	if (SPI_processed != 1)
-		return;					/* failed or removed meanwhile */
+		return;					/* removed meanwhile */
 	to_block = spi_get_int64(0, 1, &isnull);
+	next_block = spi_get_int64(0, 2, &isnull);
 
-	work->failure = replace_failure(work, &cp);
+	if (nblocks == 0)
+		work->failure = pstrdup(work->header->error);
+	else if (work->blocks[0].number != next_block)
+		work->failure = psprintf("the fetcher sent block " INT64_FORMAT " where block " INT64_FORMAT " was due",
+								 work->blocks[0].number, next_block);
+	else
+		work->failure = replace_failure(work, &cp);
 	if (work->failure != NULL)
 	{
-		Oid			failtypes[2] = {INT8OID, TEXTOID};
-		Datum		failargs[2];
-
-		failargs[0] = Int64GetDatum(work->refetch_id);
-		failargs[1] = CStringGetTextDatum(work->failure);
-		spi_run("UPDATE ethindex.refetches SET finished_at = now(), error = $2 WHERE id = $1",
-				2, failtypes, failargs, NULL, false, 0);
+		fail_refetch(work->header->refetch_id, work->failure);
 		return;
 	}
 
 	args[0] = Int64GetDatum(ws->chain_id);
 	args[1] = Int64GetDatum(work->blocks[0].number);
-	args[2] = Int64GetDatum(work->blocks[work->nblocks - 1].number);
+	args[2] = Int64GetDatum(work->blocks[nblocks - 1].number);
 	for (int t = 0; t < ETH_NUM_TABLES; t++)
 		spi_run(psprintf("DELETE FROM ethindex.%s WHERE chain_id = $1 AND %s BETWEEN $2 AND $3",
 						 eth_tables[t].name, eth_tables[t].block_column),
 				3, argtypes, args, NULL, false, 0);
-	insert_block_rows(ws, work->blocks, work->nblocks);
+	insert_block_rows(ws, work->blocks, nblocks);
 
-	args[0] = Int64GetDatum(work->refetch_id);
-	args[1] = Int64GetDatum(work->blocks[work->nblocks - 1].number + 1);
+	args[0] = Int64GetDatum(work->header->refetch_id);
+	args[1] = Int64GetDatum(work->blocks[nblocks - 1].number + 1);
 	spi_run("UPDATE ethindex.refetches SET next_block = $2, "
 			"finished_at = CASE WHEN $2 > to_block THEN now() END WHERE id = $1",
 			2, argtypes, args, NULL, false, 0);
-	work->finished = work->blocks[work->nblocks - 1].number >= to_block;
+	work->finished = work->blocks[nblocks - 1].number >= to_block;
 }
 
 /*
- * Replace the stored rows of refetched blocks (ethindex.refetch()), in one
- * transaction; a run that does not fit the stored chain ends the request
- * with an error instead.
+ * Replace the stored rows of a batch of refetched blocks (ethindex.refetch())
+ * in one transaction, with the request's progress; a batch that does not fit
+ * the stored chain ends the request with an error instead.
  */
 static void
-replace_blocks(WriterState *ws, DecodedBlock *blocks, int nblocks, int64 refetch_id)
+replace_blocks(WriterState *ws, char *record, Size len)
 {
 	ReplaceWork work;
 
-	check_run(ws, blocks, nblocks);
 	work.ws = ws;
-	work.blocks = blocks;
-	work.nblocks = nblocks;
-	work.refetch_id = refetch_id;
-	work.finished = false;
+	work.header = blockrec_read_replace(record, len, &work.blocks);
 	work.failure = NULL;
+	work.finished = false;
+	if (work.header->nblocks > 0)
+		check_run(ws, work.blocks, work.header->nblocks);
 	run_in_transaction("replacing refetched blocks", replace_work, &work);
 	if (work.failure != NULL)
 		ereport(LOG,
-				(errmsg("ethindex chain \"%s\": refetch " INT64_FORMAT " failed at blocks " INT64_FORMAT " to " INT64_FORMAT ": %s",
-						ws->name, refetch_id, blocks[0].number,
-						blocks[nblocks - 1].number, work.failure)));
+				(errmsg("ethindex chain \"%s\": refetch " INT64_FORMAT " failed: %s",
+						ws->name, work.header->refetch_id, work.failure)));
 	else if (work.finished)
 		ereport(LOG,
-				(errmsg("ethindex chain \"%s\": refetch " INT64_FORMAT " finished with blocks " INT64_FORMAT " to " INT64_FORMAT,
-						ws->name, refetch_id, blocks[0].number, blocks[nblocks - 1].number)));
+				(errmsg("ethindex chain \"%s\": refetch " INT64_FORMAT " finished",
+						ws->name, work.header->refetch_id)));
 }
 
 /* ---- the loop ----------------------------------------------------------- */
 
 /*
- * Store the records taken from the queue: runs of blocks of the same kind,
- * and rollback requests, in queue order.
+ * Store the records taken from the queue in queue order: runs of
+ * consecutive blocks, batches of refetched blocks, rollback requests.
  */
 static void
 process_records(WriterState *ws, char **records, Size *lens, int nrecords)
@@ -324,35 +377,32 @@ process_records(WriterState *ws, char **records, Size *lens, int nrecords)
 
 	while (i < nrecords)
 	{
-		BlockRecordMeta meta;
+		QueueRecordKind kind = blockrec_kind(records[i], lens[i]);
 		bool		ordered = false;
 		int			n = 0;
 
-		if (blockrec_kind(records[i], lens[i]) == QUEUE_RECORD_ROLLBACK)
+		if (kind == QUEUE_RECORD_ROLLBACK)
 		{
 			checkpoint_rollback(ws, blockrec_read_rollback(records[i], lens[i]));
 			i++;
 			continue;
 		}
-		blockrec_read(records[i], lens[i], &blocks[0], &meta);
-		ordered = (meta.flags & BLOCK_ORDERED) != 0;
-		n = 1;
+		if (kind == QUEUE_RECORD_REPLACE)
+		{
+			replace_blocks(ws, records[i], lens[i]);
+			i++;
+			continue;
+		}
 		while (i + n < nrecords &&
 			   blockrec_kind(records[i + n], lens[i + n]) == QUEUE_RECORD_BLOCK)
 		{
-			BlockRecordMeta next;
+			uint8		flags;
 
-			blockrec_read(records[i + n], lens[i + n], &blocks[n], &next);
-			if ((next.flags & BLOCK_REPLACE) != (meta.flags & BLOCK_REPLACE) ||
-				next.refetch_id != meta.refetch_id)
-				break;
-			ordered |= (next.flags & BLOCK_ORDERED) != 0;
+			blockrec_read(records[i + n], lens[i + n], &blocks[n], &flags);
+			ordered |= (flags & BLOCK_ORDERED) != 0;
 			n++;
 		}
-		if (meta.flags & BLOCK_REPLACE)
-			replace_blocks(ws, blocks, n, meta.refetch_id);
-		else
-			store_blocks(ws, blocks, n, ordered);
+		store_blocks(ws, blocks, n, ordered);
 		i += n;
 	}
 }

@@ -61,7 +61,7 @@ typedef struct BatchCommit
 	bool		in_order;		/* the batch started at the checkpoint */
 	int64		old_next;		/* checkpoint before */
 	int64		new_next;		/* and after (in order only) */
-	PendingRange range;			/* the batch, to announce (out of order only) */
+	PendingRange range;			/* the batch (announced if out of order) */
 } BatchCommit;
 
 /* insert.c */

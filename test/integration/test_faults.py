@@ -401,6 +401,34 @@ def test_head_grows_null_beyond_head_is_normal():
         stop_chain(name)
 
 
+def test_refetch_the_node_cannot_serve():
+    """A refetch whose blocks the endpoint keeps failing to give is tried
+    again with backoff and ends with the error after 5 attempts; nothing is
+    replaced; once the endpoint gives them, a new request succeeds."""
+    name, chain_id, replay_url, proxy_url = new_chain("refetch", batch_size=4)
+    wait_for(name, NBLOCKS - 1)
+    before = rows_of_block(chain_id, 5)
+    fault = proxy.add_fault("http_status", chain=name, block=5, status=500)
+    try:
+        rid = cluster.scalar("SELECT ethindex.refetch(%s, 4, 6)" % lit(name))
+        cluster.wait_until("SELECT finished_at IS NOT NULL FROM ethindex.refetches WHERE id = %s"
+                           % rid, timeout=ERROR_WAIT)
+        row = cluster.query("SELECT * FROM ethindex.refetches WHERE id = %s" % rid)[0]
+        assert row["next_block"] == 4 and "HTTP status 500" in (row["error"] or ""), row
+        assert proxy.counts(method="eth_getBlockByNumber", chain=name, block=5) >= 5
+        assert rows_of_block(chain_id, 5) == before
+        log = cluster.log_text()
+        assert "refetch %s failed at block 4, attempt 4 of 5" % rid in log, cluster.log_tail(20)
+        assert "refetch %s gives up after 5 attempts" % rid in log, cluster.log_tail(20)
+    finally:
+        proxy.clear_faults(fault)
+    rid = cluster.scalar("SELECT ethindex.refetch(%s, 4, 6)" % lit(name))
+    cluster.wait_until("SELECT finished_at IS NOT NULL AND error IS NULL "
+                       "FROM ethindex.refetches WHERE id = %s" % rid, timeout=ERROR_WAIT)
+    check_complete(name, chain_id, replay_url)
+    stop_chain(name)
+
+
 def test_launcher_stayed_up():
     """Through all of the above, the launcher never failed (checked once,
     here, so that a launcher problem does not fail every test)."""

@@ -115,12 +115,16 @@ def test_blocks_announced_in_order():
     head = anvil.head()
     ok = cluster.scalar("SELECT ethindex.wait_for(%s, %d, '30 seconds')" % (sql_literal(CHAIN), head))
     assert ok == "t"
+    through = int(cluster.chain_status(CHAIN)["indexed_through"])
+    # notifications arrive a moment after the commit
+    listener.wait_for(lambda n: json.loads(n.payload)["last"] >= through, timeout=10)
     last = None
     for n in listener.notifications():
         p = json.loads(n.payload)
         assert p["first"] == (0 if last is None else last + 1), (last, p)
         last = p["last"]
-    through = int(cluster.chain_status(CHAIN)["indexed_through"])
+        if last >= through:
+            break
     assert last == through, (last, through)
     problems = compare_chain(cluster, anvil.url, CHAIN_ID, max(0, through - 40), through)
     assert not problems, problems[:20]

@@ -136,10 +136,12 @@ def test_refetch_of_a_replaced_branch_fails():
                            "ORDER BY number" % CHAIN_ID)
     anvil.rpc("anvil_reorg", [3, [[txs.simple(500)[0], 0]]])
     row = refetch(head - 2, head - 1)
-    # the insert workers may take the two blocks as one run or one each
-    assert row["error"] is not None and (
-        "the stored block %d names parent" % head in row["error"] or
-        "the stored block %d names parent" % (head - 1) in row["error"]), row
+    assert row["error"] is not None and "the stored block %d names parent" % head in row["error"], row
+    # up to indexed_through: the last block is checked against the checkpoint
+    row = refetch(head - 2, head)
+    assert row["error"] is not None and \
+        "the node's block %d has hash" % head in row["error"] and \
+        "the last block of the checkpoint" in row["error"], row
     assert cluster.query("SELECT number, hash FROM ethindex.blocks WHERE chain_id = %d "
                          "ORDER BY number" % CHAIN_ID) == stored
     # the next block brings the reorganization to light
@@ -148,6 +150,20 @@ def test_refetch_of_a_replaced_branch_fails():
     assert cluster.query("SELECT fork_block, depth FROM ethindex.reorgs") == \
         [{"fork_block": head - 4, "depth": 3}]
     check_chain(0, head)
+
+
+def test_refetch_needs_a_stored_block_to_check_against():
+    """A batch whose last block and the block after it are both missing
+    cannot be checked against the stored chain: the request fails, and a
+    range that ends at a stored block repairs the gap."""
+    for table in ("blocks", "transactions", "logs", "withdrawals"):
+        delete_rows(table, 8, 10)
+    row = refetch(8, 9)
+    assert row["error"] is not None and "blocks 9 and 10 are not stored" in row["error"], row
+    row = refetch(8, 10)
+    assert row["error"] is None, row
+    assert gaps(True) == []
+    check_chain(0, head_indexed())
 
 
 def test_refetch_refuses_bad_ranges():

@@ -191,6 +191,11 @@ def run_scenario(tail, seed, depths):
 def check_notifications(tail):
     """Replaying the notifications of the chain as an application would
     gives exactly the stored chain and its reorganizations."""
+    through = int(cluster.chain_status(tail.name)["indexed_through"])
+    # notifications arrive a moment after the commit
+    listener.wait_for(lambda n: json.loads(n.payload)["chain"] == tail.name and
+                      n.channel == "ethindex_blocks" and
+                      json.loads(n.payload)["last"] >= through, timeout=10)
     last = last_hash = None
     reorg_ids = []
     for n in listener.notifications():
@@ -208,7 +213,6 @@ def check_notifications(tail):
             last = p["fork_block"]
             last_hash = None
             reorg_ids.append(p["reorg_id"])
-    through = int(cluster.chain_status(tail.name)["indexed_through"])
     assert last == through, (last, through)
     assert last_hash == tail.stored_hashes(through, through)[through]
     rows = [r["id"] for r in cluster.query("SELECT id FROM ethindex.reorgs WHERE chain_id = %d "
