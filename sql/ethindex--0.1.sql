@@ -921,6 +921,9 @@ REVOKE ALL ON FUNCTION add_chain(text, text[], bigint, bigint, integer, interval
 REVOKE ALL ON FUNCTION alter_chain(text, text[], integer, interval, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION refetch(text, bigint, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wake_fetcher_at_commit(text) FROM PUBLIC;
+/* the parser and its memory use are not for every role with USAGE */
+REVOKE ALL ON FUNCTION _decode_block(bigint, bigint, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _decode_speed(bigint, text, text, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION start(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION stop(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION remove_chain(text, boolean) FROM PUBLIC;

@@ -29,6 +29,7 @@
 #include "commands/dbcommands.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
 #include "storage/proc.h"
@@ -276,6 +277,27 @@ _PG_init(void)
 	shmem_startup_hook = ethindex_shmem_startup;
 
 	register_launcher();
+}
+
+/*
+ * Connect a worker to ethindex.database, name it in pg_stat_activity, and
+ * pin the settings its SQL relies on, whatever the database or role set:
+ *  - search_path: pg_catalog, pg_temp.  The workers run as the bootstrap
+ *    superuser; with a search_path a database owner chose, an operator or
+ *    function created in a schema on it would run with those rights;
+ *  - no statement, lock or idle-in-transaction timeouts: an index build or
+ *    a wait for the checkpoint row cut short would restart the chain, and
+ *    the build with it.
+ */
+void
+ethindex_worker_connect(const char *appname)
+{
+	BackgroundWorkerInitializeConnection(ethindex_database, NULL, 0);
+	pgstat_report_appname(appname);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
 }
 
 /*

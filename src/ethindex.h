@@ -76,6 +76,7 @@ StaticAssertDecl(sizeof(ChainWorkerArgs) <= BGW_EXTRALEN,
 
 /* ethindex.c */
 extern void ethindex_check_loaded(void);
+extern void ethindex_worker_connect(const char *appname);
 extern void ethindex_wake_launcher(void);
 extern void ethindex_request_launcher_wakeup(void);
 extern void ethindex_request_fetcher_wakeup(const char *chain);

@@ -998,8 +998,7 @@ ethindex_fetcher_main(Datum main_arg)
 	st.refetch_lookup = true;	/* requests may wait from before */
 	on_shmem_exit(fetcher_detach, PointerGetDatum(st.slot));
 
-	BackgroundWorkerInitializeConnection(ethindex_database, NULL, 0);
-	pgstat_report_appname(psprintf("ethindex fetcher %s", st.name));
+	ethindex_worker_connect(psprintf("ethindex fetcher %s", st.name));
 
 	fetcher_context = AllocSetContextCreate(TopMemoryContext, "ethindex fetcher",
 											ALLOCSET_DEFAULT_SIZES);

@@ -486,8 +486,7 @@ ethindex_launcher_main(Datum main_arg)
 	if (ethindex_shared == NULL)
 		elog(FATAL, "ethindex launcher started without its shared state");
 
-	BackgroundWorkerInitializeConnection(ethindex_database, NULL, 0);
-	pgstat_report_appname("ethindex launcher");
+	ethindex_worker_connect("ethindex launcher");
 
 	launcher_slots = MemoryContextAllocZero(TopMemoryContext,
 											sizeof(LauncherSlot) * ethindex_shared->nslots);

@@ -519,15 +519,7 @@ ethindex_writer_main(Datum main_arg)
 	my_writer_index = ws.index;
 	on_shmem_exit(writer_detach, PointerGetDatum(ws.slot));
 
-	BackgroundWorkerInitializeConnection(ethindex_database, NULL, 0);
-	pgstat_report_appname(psprintf("ethindex writer %d %s", ws.index, ws.name));
-
-	/*
-	 * Timeouts set for the database or role would abort index builds and
-	 * waits for the checkpoint row midway, restarting the chain in a loop.
-	 */
-	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	ethindex_worker_connect(psprintf("ethindex writer %d %s", ws.index, ws.name));
 
 	writer_context = AllocSetContextCreate(TopMemoryContext, "ethindex writer",
 										   ALLOCSET_DEFAULT_SIZES);
