@@ -407,6 +407,7 @@ DECLARE
 	part	regclass;
 	dropped	integer := 0;
 BEGIN
+	PERFORM ethindex._lock_partitions(p_chain_id);
 	FOR part IN
 		SELECT c.oid::regclass
 		FROM pg_inherits i
@@ -671,7 +672,8 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	ch ethindex.chains;
+	ch			ethindex.chains;
+	deadline	timestamptz := clock_timestamp() + interval '10 seconds';
 BEGIN
 	SELECT * INTO ch FROM ethindex.chains c WHERE c.name = remove_chain.name FOR UPDATE;
 	IF NOT FOUND THEN
@@ -683,6 +685,15 @@ BEGIN
 			USING ERRCODE = 'object_in_use',
 				  HINT = format('Call ethindex.stop(%L) first.', name);
 	END IF;
+	/* a stopped chain's workers exit within a second or so of stop()'s commit */
+	WHILE EXISTS (SELECT 1 FROM ethindex._runtime_state() r WHERE r.name = remove_chain.name) LOOP
+		IF clock_timestamp() > deadline THEN
+			RAISE EXCEPTION 'the workers of chain "%" are still running', name
+				USING ERRCODE = 'object_in_use',
+					  HINT = 'They exit once ethindex.stop() has committed; call remove_chain() in a transaction of its own after it.';
+		END IF;
+		PERFORM pg_sleep(0.05);
+	END LOOP;
 	IF coalesce(drop_data, false) AND ch.chain_id IS NOT NULL THEN
 		PERFORM ethindex._drop_partitions(ch.chain_id);
 		DELETE FROM ethindex.reorgs r WHERE r.chain_id = ch.chain_id;

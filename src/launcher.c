@@ -31,6 +31,7 @@
 
 #include <signal.h>
 
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -314,6 +315,7 @@ reconcile(void)
 	ListCell   *lc;
 	TimestampTz now = GetCurrentTimestamp();
 	static bool warned_no_chain_slot = false;
+	bool		lacked_slot = false;
 
 	/* slots of chains that are no longer wanted */
 	for (int i = 0; i < ethindex_shared->nslots; i++)
@@ -426,12 +428,15 @@ reconcile(void)
 								chain->name, ethindex_shared->nslots),
 						 errhint("Increase ethindex.max_chains.")));
 			warned_no_chain_slot = true;
+			lacked_slot = true;
 			continue;
 		}
 		ereport(LOG, (errmsg("ethindex: starting chain \"%s\"", chain->name)));
 		start_workers(slotno);
 	}
-	warned_no_chain_slot = false;
+	/* warn again only after every started chain had a slot once */
+	if (!lacked_slot)
+		warned_no_chain_slot = false;
 	list_free_deep(chains);
 }
 
@@ -478,6 +483,7 @@ void
 ethindex_launcher_main(Datum main_arg)
 {
 	MemoryContext loop_context;
+	sigjmp_buf	local_sigjmp_buf;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -503,6 +509,31 @@ ethindex_launcher_main(Datum main_arg)
 
 	loop_context = AllocSetContextCreate(TopMemoryContext, "ethindex launcher loop",
 										 ALLOCSET_DEFAULT_SIZES);
+
+	/*
+	 * An error in a turn (reading ethindex.chains failed, say) is reported
+	 * and the turn tried again a nap later: exiting would make the next
+	 * launcher terminate every chain's workers (repair_slots()), so one
+	 * problem would stop them all.
+	 */
+	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
+	{
+		error_context_stack = NULL;
+		HOLD_INTERRUPTS();
+		EmitErrorReport();
+		AbortOutOfAnyTransaction();
+		LWLockReleaseAll();
+		pgstat_report_wait_end();
+		MemoryContextSwitchTo(TopMemoryContext);
+		FlushErrorState();
+		MemoryContextReset(loop_context);
+		RESUME_INTERRUPTS();
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 ETHINDEX_LAUNCHER_NAPTIME_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+	PG_exception_stack = &local_sigjmp_buf;
+
 	for (;;)
 	{
 		CHECK_FOR_INTERRUPTS();

@@ -1,16 +1,23 @@
 """
-test_security.py: ethindex in a cluster whose other users are not trusted.
+test_security.py: ethindex in a production cluster: other users not trusted,
+one chain's trouble kept away from the others.
 
   - A database owner sets the database's search_path to a schema with an
     operator of its own; the workers, which run as the bootstrap superuser,
     never call it (their search_path is pinned to pg_catalog, pg_temp),
     through a backfill, the head and a rollback.
   - The parser's test helpers are not executable by PUBLIC.
+  - An error in the launcher (ethindex.chains unreadable) is reported and
+    retried; the chains' workers keep running.
+  - More started chains than slots: one WARNING, not one a second.
+  - remove_chain(..., drop_data => true) right after stop() waits for the
+    workers to exit, and leaves no partition behind.
 
 ETHINDEX_SECURITY_PORT_BASE (58800) picks the ports.
 """
 
 import os
+import time
 
 from ethindex_test import (Anvil, AnvilTransactions, PsqlError, compare_chain, free_port,
                            start_extension_cluster, stop_extension_cluster)
@@ -91,3 +98,65 @@ def test_parser_helpers_not_public():
             assert "permission denied for function" in str(e), e
         else:
             raise AssertionError("%s ran for a role without rights" % call)
+
+
+def worker_pids():
+    """backend_type -> pids of the ethindex processes (pg_stat_activity)."""
+    out = {}
+    for r in cluster.query("SELECT backend_type, pid FROM pg_stat_activity "
+                           "WHERE backend_type LIKE 'ethindex%'"):
+        out.setdefault(r["backend_type"], set()).add(r["pid"])
+    return out
+
+
+def test_launcher_error_leaves_chains_alone():
+    before = worker_pids()
+    assert len(before.get("ethindex writer", ())) == 2 and before.get("ethindex fetcher"), before
+    since = cluster.log_position()
+    cluster.psql("ALTER TABLE ethindex.chains RENAME COLUMN enabled TO enabled_x")
+    try:
+        cluster.wait_for_log('column "enabled" does not exist', since=since, timeout=10)
+        # a few more turns of the launcher, each failing
+        deadline = time.monotonic() + 10
+        while cluster.log_text()[since:].count('column "enabled" does not exist') < 3:
+            assert time.monotonic() < deadline, cluster.log_tail(20)
+            time.sleep(0.2)
+        assert worker_pids() == before, (worker_pids(), before)
+    finally:
+        cluster.psql("ALTER TABLE ethindex.chains RENAME COLUMN enabled_x TO enabled")
+    head = txs.mine_blocks(1, start=70)
+    assert cluster.scalar("SELECT ethindex.wait_for('sec', %d, '30 s')" % head) == "t"
+    assert worker_pids() == before
+    log = cluster.log_text()[since:]
+    assert 'background worker "ethindex launcher"' not in log, log[-2000:]
+
+
+def test_slot_warning_once():
+    since = cluster.log_position()
+    slots = int(cluster.scalar("SHOW ethindex.max_chains"))
+    names = ["full%d" % i for i in range(slots)]
+    for i, name in enumerate(names):
+        cluster.psql("SELECT ethindex.add_chain('%s', ARRAY['http://127.0.0.1:1/'], chain_id => %d); "
+                     "SELECT ethindex.start('%s')" % (name, 777000 + i, name))
+    try:
+        cluster.wait_for_log("all %d chain slots are in use" % slots, since=since, timeout=10)
+        time.sleep(3)
+        assert cluster.log_text()[since:].count("chain slots are in use") == 1, \
+            cluster.log_tail(20)
+    finally:
+        for name in names:
+            cluster.psql("SELECT ethindex.stop('%s')" % name)
+        for name in names:
+            cluster.psql("SELECT ethindex.remove_chain('%s')" % name)
+
+
+def test_remove_right_after_stop():
+    """remove_chain() in the transaction after stop() waits for the workers
+    to exit, so that none of them creates a partition after the drop."""
+    assert int(cluster.scalar("SELECT count(*) FROM ethindex.partitions WHERE chain_id = 31337")) > 0
+    cluster.psql("SELECT ethindex.stop('sec')")
+    cluster.psql("SELECT ethindex.remove_chain('sec', drop_data => true)")
+    assert "ethindex writer" not in worker_pids() and "ethindex fetcher" not in worker_pids()
+    time.sleep(1)
+    assert cluster.scalar("SELECT count(*) FROM ethindex.partitions") == "0"
+    assert cluster.scalar("SELECT count(*) FROM pg_catalog.pg_class WHERE relname ~ '_31337_'") == "0"
