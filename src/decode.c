@@ -1971,6 +1971,13 @@ rpc_unescape(const char *s, size_t len)
  * Read code and message of an error value.  A JSON-RPC error is an object;
  * a bare string is taken as the message.
  */
+/* A node's error message as it may go into status and logs (see eth_printable). */
+static char *
+rpc_error_text(char *unescaped)
+{
+	return eth_printable(unescaped, strlen(unescaped), RPC_ERROR_TEXT_MAX);
+}
+
 static void
 rpc_error_object(RpcScan *sc, RpcReply *reply)
 {
@@ -1983,14 +1990,14 @@ rpc_error_object(RpcScan *sc, RpcReply *reply)
 	if (sc->pos < sc->len && sc->s[sc->pos] == '"')
 	{
 		rpc_string(sc, &a, &b);
-		reply->error_message = rpc_unescape(sc->s + a, b - a);
+		reply->error_message = rpc_error_text(rpc_unescape(sc->s + a, b - a));
 		return;
 	}
 	if (sc->pos >= sc->len || sc->s[sc->pos] != '{')
 	{
 		a = sc->pos;
 		rpc_value(sc, 0);
-		reply->error_message = pnstrdup(sc->s + a, Min(sc->pos - a, 200));
+		reply->error_message = eth_printable(sc->s + a, sc->pos - a, RPC_ERROR_TEXT_MAX);
 		return;
 	}
 	sc->pos++;
@@ -2008,7 +2015,7 @@ rpc_error_object(RpcScan *sc, RpcReply *reply)
 				sc->pos < sc->len && sc->s[sc->pos] == '"')
 			{
 				rpc_string(sc, &a, &b);
-				reply->error_message = rpc_unescape(sc->s + a, b - a);
+				reply->error_message = rpc_error_text(rpc_unescape(sc->s + a, b - a));
 			}
 			else if (rpc_key_is(sc, ka, kb, "code"))
 			{
@@ -2206,6 +2213,47 @@ eth_parse_quantity_int64(const char *s, size_t len, int64 *result)
 		return false;
 	*result = (int64) v;
 	return true;
+}
+
+/*
+ * eth_printable
+ *
+ * Text a node sent, made fit for status, logs and error messages: printable
+ * ASCII as it is, newline, tab and carriage return as \n, \t, \r, a
+ * backslash doubled, any other byte (control characters, non-ASCII, bytes
+ * that are not valid in any encoding) as \xNN; cut at about "max" bytes of
+ * output with "...".  ASCII is valid in every server encoding, and no line
+ * of the log can be forged.
+ */
+char *
+eth_printable(const char *s, size_t len, size_t max)
+{
+	StringInfoData out;
+
+	initStringInfo(&out);
+	for (size_t i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (out.len >= (int) max)
+		{
+			appendStringInfoString(&out, "...");
+			break;
+		}
+		if (c == '\\')
+			appendStringInfoString(&out, "\\\\");
+		else if (c >= 0x20 && c < 0x7f)
+			appendStringInfoChar(&out, (char) c);
+		else if (c == '\n')
+			appendStringInfoString(&out, "\\n");
+		else if (c == '\t')
+			appendStringInfoString(&out, "\\t");
+		else if (c == '\r')
+			appendStringInfoString(&out, "\\r");
+		else
+			appendStringInfo(&out, "\\x%02x", c);
+	}
+	return out.data;
 }
 
 /*

@@ -93,6 +93,12 @@ extern bool eth_parse_quantity_int64(const char *s, size_t len, int64 *result);
  * false if malformed. */
 extern bool eth_parse_hash(const char *s, size_t len, uint8 *hash);
 
+/* Node text made printable ASCII (escapes), at most about max bytes. */
+extern char *eth_printable(const char *s, size_t len, size_t max);
+
+/* How much of a node's error text messages quote */
+#define RPC_ERROR_TEXT_MAX	200
+
 /* Format bytes as "0x..." lowercase hex into a palloc'd string. */
 extern char *eth_bytes_to_hex(const uint8 *bytes, size_t len);
 

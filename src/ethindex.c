@@ -41,8 +41,9 @@
 
 PG_MODULE_MAGIC;
 
-#if LIBCURL_VERSION_NUM < 0x074000
-#error "ethindex needs libcurl 7.64 or later"
+/* CURLOPT_PROTOCOLS_STR and CURLOPT_REDIR_PROTOCOLS_STR came with 7.85 */
+#if LIBCURL_VERSION_NUM < 0x075500
+#error "ethindex needs libcurl 7.85 or later"
 #endif
 
 /* GUC variables */
@@ -50,6 +51,7 @@ char	   *ethindex_database = NULL;
 int			ethindex_max_chains = 4;
 int			ethindex_queue_size_kb = 32 * 1024;
 int			ethindex_rpc_timeout_ms = 30000;
+int			ethindex_max_response_kb = 64 * 1024;
 int			ethindex_max_requests_in_flight = 4;
 int			ethindex_writer_batch_blocks = 100;
 int			ethindex_retry_max_ms = 30000;
@@ -194,6 +196,15 @@ define_gucs(void)
 							30000, 100, 600000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("ethindex.max_response_size",
+							gettext_noop("Largest JSON-RPC response accepted, after decompression."),
+							gettext_noop("A larger one fails the request; a request is at most this much memory."),
+							&ethindex_max_response_kb,
+							64 * 1024, 1024, 1024 * 1024,
+							PGC_SIGHUP,
+							GUC_UNIT_KB,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("ethindex.max_requests_in_flight",

@@ -54,6 +54,7 @@ extern char *ethindex_database;
 extern int	ethindex_max_chains;
 extern int	ethindex_queue_size_kb;
 extern int	ethindex_rpc_timeout_ms;
+extern int	ethindex_max_response_kb;
 extern int	ethindex_max_requests_in_flight;
 extern int	ethindex_writer_batch_blocks;
 extern int	ethindex_retry_max_ms;

@@ -70,7 +70,9 @@ jsonrpc_quantity_result(const char *body, size_t len, const char *method,
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 				 errmsg("malformed JSON in response to %s from %s", method, endpoint),
-				 errdetail("%s at position %d.", jerror.text, jerror.position)));
+				 errdetail("%s at position %d.",
+						   eth_printable(jerror.text, strlen(jerror.text), RPC_ERROR_TEXT_MAX),
+						   jerror.position)));
 	if (!json_is_object(root))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
@@ -86,7 +88,9 @@ jsonrpc_quantity_result(const char *body, size_t len, const char *method,
 				 errmsg("%s failed: %s answered error %lld: %s",
 						method, endpoint,
 						(long long) json_integer_value(json_object_get(error, "code")),
-						json_is_string(message) ? json_string_value(message) : "(no message)")));
+						json_is_string(message) ?
+						eth_printable(json_string_value(message), json_string_length(message),
+									  RPC_ERROR_TEXT_MAX) : "(no message)")));
 	}
 
 	result = json_object_get(root, "result");
@@ -154,7 +158,9 @@ jsonrpc_block_header(const char *result, size_t len, int64 *number, uint8 *hash,
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 				 errmsg("malformed JSON in the header of %s from %s", what, endpoint),
-				 errdetail("%s at position %d.", jerror.text, jerror.position)));
+				 errdetail("%s at position %d.",
+						   eth_printable(jerror.text, strlen(jerror.text), RPC_ERROR_TEXT_MAX),
+						   jerror.position)));
 	if (json_is_null(root))
 	{
 		json_decref(root);

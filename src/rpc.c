@@ -32,11 +32,10 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "decode.h"
 #include "ethindex.h"
 #include "rpc.h"
 
-/* A response larger than this is refused (a block with receipts is < 100 MB). */
-#define RPC_MAX_RESPONSE	((size_t) 512 * 1024 * 1024)
 #define RPC_MAX_SOCKETS		256
 
 typedef struct RpcSocket
@@ -104,12 +103,28 @@ timer_callback(CURLM *multi, long timeout_ms, void *clientp)
 	return 0;
 }
 
+/* ethindex.max_response_size in bytes */
+static size_t
+rpc_max_response(void)
+{
+	return (size_t) ethindex_max_response_kb * 1024;
+}
+
+/*
+ * Append a piece of a response; responses (after decompression) are
+ * limited to ethindex.max_response_size, also while curl decompresses.
+ */
 static size_t
 write_callback(char *data, size_t size, size_t nmemb, void *userdata)
 {
 	RpcRequest *request = (RpcRequest *) userdata;
 	size_t		len = size * nmemb;
 
+	if (request->response_len + len > rpc_max_response())
+	{
+		request->response_too_large = true;
+		return 0;				/* makes curl fail with CURLE_WRITE_ERROR */
+	}
 	if (request->response_len + len + 1 > request->response_cap)
 	{
 		size_t		newcap = Max(request->response_cap * 2, 64 * 1024);
@@ -117,11 +132,7 @@ write_callback(char *data, size_t size, size_t nmemb, void *userdata)
 
 		while (newcap < request->response_len + len + 1)
 			newcap *= 2;
-		if (newcap > RPC_MAX_RESPONSE)
-		{
-			request->response_too_large = true;
-			return 0;			/* makes curl fail with CURLE_WRITE_ERROR */
-		}
+		newcap = Min(newcap, rpc_max_response() + 1);
 		newbuf = MemoryContextAllocExtended(request->context,
 											newcap,
 											MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
@@ -152,11 +163,17 @@ rpc_client_create(MemoryContext context)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not create a libcurl multi handle")));
-	curl_multi_setopt(client->multi, CURLMOPT_SOCKETFUNCTION, socket_callback);
-	curl_multi_setopt(client->multi, CURLMOPT_SOCKETDATA, client);
-	curl_multi_setopt(client->multi, CURLMOPT_TIMERFUNCTION, timer_callback);
-	curl_multi_setopt(client->multi, CURLMOPT_TIMERDATA, client);
-	curl_multi_setopt(client->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 64L);
+	if (curl_multi_setopt(client->multi, CURLMOPT_SOCKETFUNCTION, socket_callback) != CURLM_OK ||
+		curl_multi_setopt(client->multi, CURLMOPT_SOCKETDATA, client) != CURLM_OK ||
+		curl_multi_setopt(client->multi, CURLMOPT_TIMERFUNCTION, timer_callback) != CURLM_OK ||
+		curl_multi_setopt(client->multi, CURLMOPT_TIMERDATA, client) != CURLM_OK ||
+		curl_multi_setopt(client->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 64L) != CURLM_OK)
+	{
+		curl_multi_cleanup(client->multi);
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("libcurl refused an option of its multi handle")));
+	}
 
 	client->headers = curl_slist_append(NULL, "Content-Type: application/json");
 	client->headers = curl_slist_append(client->headers, "Accept: application/json");
@@ -205,23 +222,41 @@ rpc_start(RpcClient *client, RpcRequest *request)
 	request->done = false;
 	request->easy = easy;
 
-	curl_easy_setopt(easy, CURLOPT_URL, request->url);
-	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, client->headers);
-	curl_easy_setopt(easy, CURLOPT_POST, 1L);
-	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, request->body.data);
-	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) request->body.len);
-	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_callback);
-	curl_easy_setopt(easy, CURLOPT_WRITEDATA, request);
-	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, request->errbuf);
-	curl_easy_setopt(easy, CURLOPT_PRIVATE, request);
-	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) ethindex_rpc_timeout_ms);
-	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
-					 (long) Min(ethindex_rpc_timeout_ms, 10000));
-	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
-	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	/*
+	 * Every option matters (the protocol restriction most of all): one that
+	 * libcurl refuses is an error, not a request without it.  No redirects
+	 * are followed (libcurl's default), and no proxy from the environment
+	 * is used: the endpoint is what the chain's configuration says.
+	 */
+	if (curl_easy_setopt(easy, CURLOPT_URL, request->url) != CURLE_OK ||
+		curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
+		curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https") != CURLE_OK ||
+		curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK ||
+		curl_easy_setopt(easy, CURLOPT_PROXY, "") != CURLE_OK ||
+		curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+		curl_easy_setopt(easy, CURLOPT_HTTPHEADER, client->headers) != CURLE_OK ||
+		curl_easy_setopt(easy, CURLOPT_POST, 1L) != CURLE_OK ||
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, request->body.data) != CURLE_OK ||
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) request->body.len) != CURLE_OK ||
+		curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_callback) != CURLE_OK ||
+		curl_easy_setopt(easy, CURLOPT_WRITEDATA, request) != CURLE_OK ||
+		curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, request->errbuf) != CURLE_OK ||
+		curl_easy_setopt(easy, CURLOPT_PRIVATE, request) != CURLE_OK ||
+		curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) ethindex_rpc_timeout_ms) != CURLE_OK ||
+		curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
+						 (long) Min(ethindex_rpc_timeout_ms, 10000)) != CURLE_OK ||
+		curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE,
+						 (curl_off_t) rpc_max_response()) != CURLE_OK ||
+		curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "") != CURLE_OK ||
+		curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK)
+	{
+		curl_easy_cleanup(easy);
+		request->easy = NULL;
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("libcurl refused an option of a request to %s",
+						rpc_url_for_display(request->url))));
+	}
 
 	client->inflight[client->ninflight++] = request;
 	if (curl_multi_add_handle(client->multi, easy) != CURLM_OK)
@@ -417,8 +452,9 @@ rpc_request_failure(RpcRequest *request)
 {
 	char	   *url = rpc_url_for_display(request->url);
 
-	if (request->response_too_large)
-		return psprintf("response from %s exceeds %zu bytes", url, RPC_MAX_RESPONSE);
+	if (request->response_too_large || request->curl_code == CURLE_FILESIZE_EXCEEDED)
+		return psprintf("response from %s exceeds ethindex.max_response_size (%d kB)", url,
+						ethindex_max_response_kb);
 	if (request->curl_code == CURLE_OPERATION_TIMEDOUT)
 		return psprintf("request to %s timed out after %.1f s: %s", url,
 						request->seconds,
@@ -427,10 +463,11 @@ rpc_request_failure(RpcRequest *request)
 		return psprintf("request to %s failed: %s", url,
 						request->errbuf[0] ? request->errbuf : curl_easy_strerror(request->curl_code));
 	if (request->http_status != 200)
-		return psprintf("%s answered HTTP status %ld%s%.*s", url, request->http_status,
+		return psprintf("%s answered HTTP status %ld%s%s", url, request->http_status,
 						request->response_len > 0 ? ": " : "",
-						(int) Min(request->response_len, 200),
-						request->response ? request->response : "");
+						request->response ?
+						eth_printable(request->response, Min(request->response_len, 400),
+									  RPC_ERROR_TEXT_MAX) : "");
 	if (request->response_len == 0)
 		return psprintf("%s answered an empty body", url);
 	return NULL;

@@ -53,7 +53,7 @@
  * Adaptive request sizing (see the file header).  4 MB per response keeps a
  * mainnet backfill at a few blocks per request (a block with its receipts
  * is 0.2 to 2 MB of JSON) and lets empty blocks of a dev chain go to
- * ADAPT_MAX_BLOCKS; it is far below RPC_MAX_RESPONSE and the response
+ * ADAPT_MAX_BLOCKS; it is far below ethindex.max_response_size and the response
  * limits of public providers, and a full window of such responses is
  * modest next to ethindex.queue_size.  100 blocks are 200 calls, under the
  * batch limit (often 1000 calls) of common nodes and providers.

@@ -16,6 +16,7 @@
  */
 #include "postgres.h"
 
+#include "mb/pg_wchar.h"
 #include "storage/ipc.h"
 #include "utils/timestamp.h"
 
@@ -85,6 +86,8 @@ chain_report_error_data(ChainSlot *slot, ErrorData *edata)
 			 edata->detail ? edata->detail : "",
 			 edata->hint ? " HINT: " : "",
 			 edata->hint ? edata->hint : "");
+	/* a cut may have split a character: cut at the last whole one */
+	buf[pg_mbcliplen(buf, strlen(buf), sizeof(buf) - 1)] = '\0';
 	chain_report_error(slot, buf);
 }
 

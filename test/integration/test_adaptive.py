@@ -291,6 +291,29 @@ def test_large_blocks_keep_requests_small():
         stop_chain(name)
 
 
+def test_response_size_limit():
+    """A response larger than ethindex.max_response_size fails its request
+    with an error that says so; nothing of those blocks is stored; with a
+    higher limit the chain completes."""
+    nblocks = 6
+    cluster.psql("ALTER SYSTEM SET ethindex.max_response_size = '1MB'; SELECT pg_reload_conf()")
+    name, chain_id, replay_url = new_chain("limit", large_blocks(nblocks), batch_size=1)
+    try:
+        cluster.wait_until("SELECT last_error LIKE '%%exceeds ethindex.max_response_size (1024 kB)%%' "
+                           "FROM ethindex.chain_status WHERE name = %s" % et.sql_literal(name),
+                           timeout=60)
+        # block 0 has no transactions and is small: stored; block 1 is not
+        assert int(cluster.scalar("SELECT count(*) FROM ethindex.blocks WHERE chain_id = %d "
+                                  "AND number >= 1" % chain_id)) == 0
+        cluster.psql("ALTER SYSTEM RESET ethindex.max_response_size; SELECT pg_reload_conf()")
+        st = wait_complete(Watch(name), nblocks - 1)
+        assert st["indexed_through"] == nblocks - 1, st
+        check_complete(name, chain_id, replay_url, nblocks - 1)
+    finally:
+        cluster.psql("ALTER SYSTEM RESET ethindex.max_response_size; SELECT pg_reload_conf()")
+        stop_chain(name)
+
+
 def test_fixed_batch_size_is_honoured():
     nblocks, batch = 50, 7
     name, chain_id, replay_url = new_chain("fixed", small_blocks(nblocks), batch_size=batch)

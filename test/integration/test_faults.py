@@ -284,6 +284,27 @@ def test_fault_jsonrpc_error():
                 "message": "injected failure for block %d" % N})
 
 
+def _forged_lines(prefix):
+    """Lines of the server log that start with a forged severity."""
+    return [l for l in cluster.log_text().splitlines() if l.startswith(prefix)]
+
+
+def test_fault_node_text_escaped():
+    """A node's error text with a newline (a forged log line), non-ASCII and
+    a control character: escaped in last_error and in the log."""
+    fault_case("text", ['bad\\nLOG:  forged line \\xc3\\xa9 \\x01 end'],
+               {"kind": "rpc_error", "method": "eth_getBlockByNumber", "code": -32000,
+                "message": "bad\nLOG:  forged line \u00e9 \u0001 end"})
+    assert _forged_lines("LOG:  forged") == []
+
+
+def test_fault_http_body_escaped():
+    """An HTTP error body with bytes that are no valid text and a newline."""
+    fault_case("body", ["answered HTTP status 502: \\xff\\xfe\\nFATAL:  forged\\x00"],
+               {"kind": "http_status", "status": 502, "body": b"\xff\xfe\nFATAL:  forged\x00"})
+    assert _forged_lines("FATAL:  forged") == []
+
+
 def test_fault_connection_closed():
     fault_case("closed", ["fetching blocks %d to %d" % (N, N), "failed"], {"kind": "close"})
 

@@ -10,6 +10,7 @@ one chain's trouble kept away from the others.
   - An error in the launcher (ethindex.chains unreadable) is reported and
     retried; the chains' workers keep running.
   - More started chains than slots: one WARNING, not one a second.
+  - Proxy variables in the server's environment are not used.
   - remove_chain(..., drop_data => true) right after stop() waits for the
     workers to exit, and leaves no partition behind.
 
@@ -148,6 +149,22 @@ def test_slot_warning_once():
             cluster.psql("SELECT ethindex.stop('%s')" % name)
         for name in names:
             cluster.psql("SELECT ethindex.remove_chain('%s')" % name)
+
+
+def test_proxy_environment_ignored():
+    """Proxy variables in the server's environment (here: a proxy nobody
+    listens on) are not used: the endpoint is what the chain says."""
+    dead = "http://127.0.0.1:%d" % free_port(59990, 59999)
+    cluster.stop()
+    cluster.extra_env = {"http_proxy": dead, "HTTP_PROXY": dead, "https_proxy": dead,
+                         "ALL_PROXY": dead, "all_proxy": dead}
+    try:
+        cluster.start()
+        head = txs.mine_blocks(2, start=80)
+        assert cluster.scalar("SELECT ethindex.wait_for('sec', %d, '30 s')" % head) == "t", \
+            cluster.log_tail(20)
+    finally:
+        cluster.extra_env = {}
 
 
 def test_remove_right_after_stop():

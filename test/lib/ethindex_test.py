@@ -151,6 +151,7 @@ class PgCluster:
         self.logfile = os.path.join(self.basedir, "server.log")
         self.bindir = pg_bindir()
         self.running = False
+        self.extra_env = {}     # added to the server's environment at start
 
     def _bin(self, name):
         return os.path.join(self.bindir, name)
@@ -199,7 +200,7 @@ class PgCluster:
     def start(self, timeout=60):
         r = subprocess.run([self._bin("pg_ctl"), "-D", self.datadir, "-l",
                             self.logfile, "-w", "-t", str(timeout), "start"],
-                           env=self.env(), capture_output=True, text=True)
+                           env=dict(self.env(), **self.extra_env), capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError("pg_ctl start failed: %s%s\n--- server log ---\n%s"
                                % (r.stdout, r.stderr, tail(self.logfile)))
