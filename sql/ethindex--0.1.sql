@@ -543,11 +543,16 @@ CREATE FUNCTION add_chain(name text,
 						  poll_interval interval DEFAULT '50 milliseconds',
 						  partition_size bigint DEFAULT 100000,
 						  batch_size integer DEFAULT NULL,
-						  max_reorg_depth integer DEFAULT 64)
+						  max_reorg_depth integer DEFAULT 64,
+						  existing_data text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	stored		record;
+	next_block	bigint := start_block;
+	last_hash	bytea;
 BEGIN
 	IF name IS NULL OR name !~ '^[A-Za-z0-9_.-]{1,48}$' THEN
 		RAISE EXCEPTION 'invalid chain name "%"', name
@@ -590,11 +595,74 @@ BEGIN
 				  DETAIL = format('Chain "%s" has chain id %s.',
 								  (SELECT c.name FROM ethindex.chains c WHERE c.chain_id = add_chain.chain_id), chain_id);
 	END IF;
+	IF existing_data NOT IN ('continue', 'drop') THEN
+		RAISE EXCEPTION 'existing_data must be ''continue'' or ''drop'', not "%"', existing_data
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF chain_id IS NOT NULL THEN
+		SELECT * INTO stored FROM ethindex._existing_data(chain_id, partition_size, existing_data);
+		IF stored.last_block IS NOT NULL THEN
+			/* continue after the stored blocks (gaps() tells if any are missing) */
+			start_block := stored.first_block;
+			next_block := stored.last_block + 1;
+			last_hash := stored.last_hash;
+		END IF;
+	END IF;
 	INSERT INTO ethindex.chains (name, chain_id, rpc_urls, start_block, confirmations,
 								 poll_interval, partition_size, batch_size, max_reorg_depth,
-								 next_block)
+								 next_block, last_hash)
 	VALUES (name, chain_id, rpc_urls, start_block, confirmations,
-			poll_interval, partition_size, batch_size, max_reorg_depth, start_block);
+			poll_interval, partition_size, batch_size, max_reorg_depth,
+			next_block, last_hash);
+END;
+$$;
+
+/*
+ * _existing_data: what an earlier registration left of a chain id, for a
+ * new registration with the given partition_size.  Without "what" (NULL),
+ * stored blocks or partitions are an error: the new chain would start at
+ * its start_block and delete them.  'drop' drops them and returns nothing;
+ * 'continue' returns the stored range (first and last block, the last one's
+ * hash), where the new chain goes on.
+ */
+CREATE FUNCTION _existing_data(p_chain_id bigint, p_partition_size bigint, what text,
+							   OUT first_block bigint, OUT last_block bigint,
+							   OUT last_hash bytea)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	sizes	bigint[];
+BEGIN
+	IF what = 'drop' THEN
+		PERFORM ethindex._drop_partitions(p_chain_id);
+		DELETE FROM ethindex.reorgs r WHERE r.chain_id = p_chain_id;
+		RETURN;
+	END IF;
+	SELECT array_agg(DISTINCT p.last_block - p.first_block + 1) INTO sizes
+	FROM ethindex.partitions p WHERE p.chain_id = p_chain_id;
+	SELECT min(b.number), max(b.number) INTO first_block, last_block
+	FROM ethindex.blocks b WHERE b.chain_id = p_chain_id;
+	IF sizes IS NULL AND last_block IS NULL THEN
+		RETURN;
+	END IF;
+	IF what IS NULL THEN
+		RAISE EXCEPTION 'chain id % has data from an earlier registration', p_chain_id
+			USING ERRCODE = 'object_in_use',
+				  DETAIL = CASE WHEN last_block IS NULL
+							THEN format('Partitions of %s blocks exist, with no block stored.', sizes[1])
+							ELSE format('Blocks %s to %s are stored.', first_block, last_block) END,
+				  HINT = 'Register it with existing_data => ''continue'' to index on after the stored blocks, or ''drop'' to delete them.';
+	END IF;
+	IF sizes <> ARRAY[p_partition_size] THEN
+		RAISE EXCEPTION 'chain id % has partitions of % blocks from an earlier registration', p_chain_id, sizes[1]
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = format('Register it with partition_size => %s, or with existing_data => ''drop''.', sizes[1]);
+	END IF;
+	IF last_block IS NOT NULL THEN
+		SELECT b.hash INTO last_hash FROM ethindex.blocks b
+		WHERE b.chain_id = p_chain_id AND b.number = last_block;
+	END IF;
 END;
 $$;
 
@@ -928,10 +996,22 @@ BEGIN
 END;
 $$;
 
-REVOKE ALL ON FUNCTION add_chain(text, text[], bigint, bigint, integer, interval, bigint, integer, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION add_chain(text, text[], bigint, bigint, integer, interval, bigint, integer, integer, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _existing_data(bigint, bigint, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION alter_chain(text, text[], integer, interval, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION refetch(text, bigint, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wake_fetcher_at_commit(text) FROM PUBLIC;
+/*
+ * pg_dump dumps the rows of these tables (configuration, progress, history);
+ * the partitions of the data tables are ordinary tables and dumped anyway.
+ */
+SELECT pg_catalog.pg_extension_config_dump('chains', '');
+SELECT pg_catalog.pg_extension_config_dump('partitions', '');
+SELECT pg_catalog.pg_extension_config_dump('reorgs', '');
+SELECT pg_catalog.pg_extension_config_dump('reorgs_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('refetches', '');
+SELECT pg_catalog.pg_extension_config_dump('refetches_id_seq', '');
+
 /* the parser and its memory use are not for every role with USAGE */
 REVOKE ALL ON FUNCTION _decode_block(bigint, bigint, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _decode_speed(bigint, text, text, integer) FROM PUBLIC;

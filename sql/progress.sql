@@ -48,6 +48,21 @@ SELECT ethindex.safe_through('p'), ethindex.finalized_through('p');
 SELECT count(*) AS final_blocks FROM ethindex.blocks
 WHERE chain_id = 77 AND number <= ethindex.finalized_through('p');
 
+-- a registration over the data of an earlier one must say what to do with it
+SELECT ethindex.remove_chain('p');
+SELECT ethindex.add_chain('p2', ARRAY['http://127.0.0.1:1/'], chain_id => 77);
+SELECT ethindex.add_chain('p2', ARRAY['http://127.0.0.1:1/'], chain_id => 77,
+                          partition_size => 2000, existing_data => 'continue');
+SELECT ethindex.add_chain('p2', ARRAY['http://127.0.0.1:1/'], chain_id => 77,
+                          partition_size => 1000, existing_data => 'keep');
+SELECT ethindex.add_chain('p2', ARRAY['http://127.0.0.1:1/'], chain_id => 77,
+                          partition_size => 1000, existing_data => 'continue');
+SELECT name, start_block, next_block, last_hash = decode(lpad(to_hex(30), 64, '0'), 'hex') AS last_hash_of_30
+FROM ethindex.chains WHERE name = 'p2';
+SELECT ethindex.remove_chain('p2');
+SELECT ethindex.add_chain('p', ARRAY['http://127.0.0.1:1/'], chain_id => 77,
+                          start_block => 10, partition_size => 1000, existing_data => 'continue');
+
 -- removing the chain with its data removes its requests and reorganizations
 INSERT INTO ethindex.reorgs (chain_id, chain, fork_block, fork_hash, depth, old_head_hash,
                              new_head_hash, orphaned_hashes, endpoint, detected_at)
@@ -56,3 +71,9 @@ SELECT ethindex.remove_chain('p', drop_data => true);
 SELECT (SELECT count(*) FROM ethindex.refetches) AS refetches,
        (SELECT count(*) FROM ethindex.reorgs) AS reorgs,
        (SELECT count(*) FROM ethindex.partitions) AS partitions;
+-- 'drop' deletes what an earlier registration left
+SELECT ethindex._ensure_partitions(77, 1000, 10, 40);
+SELECT ethindex.add_chain('p3', ARRAY['http://127.0.0.1:1/'], chain_id => 77, existing_data => 'drop');
+SELECT (SELECT count(*) FROM ethindex.partitions) AS partitions,
+       (SELECT next_block FROM ethindex.chains WHERE name = 'p3') AS next_block;
+SELECT ethindex.remove_chain('p3');

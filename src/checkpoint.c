@@ -491,6 +491,16 @@ store_chain_id(WriterState *ws, int64 chain_id)
 						ws->name, chain_id,
 						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
 				 errhint("Fix the endpoints of one of the chains.")));
+	/* the chain would start at its start_block and delete what is there */
+	spi_run("SELECT 1 FROM ethindex.partitions WHERE chain_id = $1",
+			1, argtypes, args, NULL, true, 1);
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("chain \"%s\" reports chain id " INT64_FORMAT ", which has data from an earlier registration",
+						ws->name, chain_id),
+				 errhint("Register the chain again with chain_id => " INT64_FORMAT " and existing_data => 'continue' or 'drop'.",
+						 chain_id)));
 	spi_run("UPDATE ethindex.chains SET chain_id = $1 WHERE name = $2 AND chain_id IS NULL",
 			2, argtypes, args, NULL, false, 0);
 	ereport(LOG,
@@ -516,6 +526,31 @@ discard_above(WriterState *ws, int64 next_block)
 	return spi_get_int64(0, 1, &isnull);
 }
 
+/*
+ * Every partition of the chain id must hold partition_size blocks: rows are
+ * put into the partition named after their block's range, which would
+ * otherwise not be the one whose bounds hold them.
+ */
+static void
+check_partition_size(WriterState *ws)
+{
+	Oid			argtypes[2] = {INT8OID, INT8OID};
+	Datum		args[2];
+	bool		isnull;
+
+	args[0] = Int64GetDatum(ws->chain_id);
+	args[1] = Int64GetDatum(ws->partition_size);
+	spi_run("SELECT last_block - first_block + 1 FROM ethindex.partitions "
+			"WHERE chain_id = $1 AND (last_block - first_block + 1 <> $2 OR first_block % $2 <> 0)",
+			2, argtypes, args, NULL, true, 1);
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("chain \"%s\" has partition_size " INT64_FORMAT ", but its chain id has partitions of " INT64_FORMAT " blocks",
+						ws->name, ws->partition_size, spi_get_int64(0, 1, &isnull)),
+				 errhint("Register the chain again with the partitions' size, or with existing_data => 'drop'.")));
+}
+
 static void
 start_work(void *arg)
 {
@@ -525,6 +560,7 @@ start_work(void *arg)
 	if (work->learned_chain_id != 0)
 		store_chain_id(ws, work->learned_chain_id);
 	checkpoint_read(ws, work->cp, true);
+	check_partition_size(ws);
 	work->discarded = discard_above(ws, work->cp->next_block);
 }
 

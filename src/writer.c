@@ -63,13 +63,13 @@ read_config_work(void *arg)
 
 	spi_read_chain("SELECT chain_id, start_block, partition_size, confirmations "
 				   "FROM ethindex.chains WHERE name = $1", ws->name, false);
+	ws->start_block = spi_get_int64(0, 2, &isnull);
+	ws->partition_size = spi_get_int64(0, 3, &isnull);
+	ws->confirmations = (int) spi_get_int64(0, 4, &isnull);
 	chain_id = spi_get_int64(0, 1, &isnull);
 	if (isnull)
 		return;					/* the fetcher has not learned it yet */
 	ws->chain_id = chain_id;
-	ws->start_block = spi_get_int64(0, 2, &isnull);
-	ws->partition_size = spi_get_int64(0, 3, &isnull);
-	ws->confirmations = (int) spi_get_int64(0, 4, &isnull);
 	ws->have_config = true;
 }
 
