@@ -12,7 +12,6 @@
 CREATE TABLE chains (
 	name			text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_.-]{1,48}$'),
 	chain_id		bigint UNIQUE CHECK (chain_id > 0),
-	rpc_urls		text[] NOT NULL CHECK (cardinality(rpc_urls) BETWEEN 1 AND 8),
 	start_block		bigint NOT NULL DEFAULT 0 CHECK (start_block >= 0),
 	confirmations	integer NOT NULL DEFAULT 0 CHECK (confirmations >= 0),
 	poll_interval	interval NOT NULL DEFAULT '50 milliseconds' CHECK (poll_interval >= '10 milliseconds' AND poll_interval <= '1 hour'),
@@ -34,6 +33,24 @@ COMMENT ON COLUMN chains.poll_interval IS 'Head poll period while the next block
 COMMENT ON COLUMN chains.max_reorg_depth IS 'Deepest reorganization rolled back; a deeper one stops the chain in state error';
 COMMENT ON COLUMN chains.safe_through IS 'Highest stored block at or below the node''s "safe" block, NULL if none';
 COMMENT ON COLUMN chains.finalized_through IS 'Highest stored block at or below the node''s "finalized" block, NULL if none; never rolled back';
+
+/*
+ * The JSON-RPC endpoints of each chain, in the order they are used.  URLs
+ * carry API keys (in the user part, the path or the query), so they are
+ * kept apart from the rest of the configuration: row level security with
+ * no policy hides every row from any role but the owner and superusers,
+ * even one granted SELECT on every table of the schema.  Admins read them
+ * with ethindex.endpoint_urls(); everything else shows scheme, host and
+ * position only.
+ */
+CREATE TABLE endpoints (
+	chain			text NOT NULL REFERENCES chains (name) ON DELETE CASCADE ON UPDATE CASCADE,
+	position		integer NOT NULL CHECK (position BETWEEN 1 AND 8),
+	url				text NOT NULL CHECK (url ~* '^https?://[^[:space:]]+$' AND length(url) <= 1000),
+	PRIMARY KEY (chain, position)
+);
+ALTER TABLE endpoints ENABLE ROW LEVEL SECURITY;
+COMMENT ON TABLE endpoints IS 'JSON-RPC endpoints of each chain (secrets: readable by the owner and superusers only)';
 
 /*
  * Reorganizations rolled back: history, kept when they are long past.
@@ -608,12 +625,15 @@ BEGIN
 			last_hash := stored.last_hash;
 		END IF;
 	END IF;
-	INSERT INTO ethindex.chains (name, chain_id, rpc_urls, start_block, confirmations,
+	INSERT INTO ethindex.chains (name, chain_id, start_block, confirmations,
 								 poll_interval, partition_size, batch_size, max_reorg_depth,
 								 next_block, last_hash)
-	VALUES (name, chain_id, rpc_urls, start_block, confirmations,
+	VALUES (name, chain_id, start_block, confirmations,
 			poll_interval, partition_size, batch_size, max_reorg_depth,
 			next_block, last_hash);
+	INSERT INTO ethindex.endpoints (chain, position, url)
+	SELECT add_chain.name, u.position, u.url
+	FROM unnest(rpc_urls) WITH ORDINALITY AS u(url, position);
 END;
 $$;
 
@@ -643,15 +663,10 @@ BEGIN
 	FROM ethindex.partitions p WHERE p.chain_id = p_chain_id;
 	SELECT min(b.number), max(b.number) INTO first_block, last_block
 	FROM ethindex.blocks b WHERE b.chain_id = p_chain_id;
-	IF sizes IS NULL AND last_block IS NULL THEN
-		RETURN;
-	END IF;
-	IF what IS NULL THEN
+	IF last_block IS NOT NULL AND what IS NULL THEN
 		RAISE EXCEPTION 'chain id % has data from an earlier registration', p_chain_id
 			USING ERRCODE = 'object_in_use',
-				  DETAIL = CASE WHEN last_block IS NULL
-							THEN format('Partitions of %s blocks exist, with no block stored.', sizes[1])
-							ELSE format('Blocks %s to %s are stored.', first_block, last_block) END,
+				  DETAIL = format('Blocks %s to %s are stored.', first_block, last_block),
 				  HINT = 'Register it with existing_data => ''continue'' to index on after the stored blocks, or ''drop'' to delete them.';
 	END IF;
 	IF sizes <> ARRAY[p_partition_size] THEN
@@ -684,9 +699,14 @@ BEGIN
 	PERFORM ethindex._chain_must_exist(name);
 	PERFORM ethindex._check_chain_options(name, rpc_urls, confirmations, poll_interval,
 										  max_reorg_depth);
+	IF rpc_urls IS NOT NULL THEN
+		DELETE FROM ethindex.endpoints e WHERE e.chain = alter_chain.name;
+		INSERT INTO ethindex.endpoints (chain, position, url)
+		SELECT alter_chain.name, u.position, u.url
+		FROM unnest(rpc_urls) WITH ORDINALITY AS u(url, position);
+	END IF;
 	UPDATE ethindex.chains c
-	SET rpc_urls = coalesce(alter_chain.rpc_urls, c.rpc_urls),
-		confirmations = coalesce(alter_chain.confirmations, c.confirmations),
+	SET confirmations = coalesce(alter_chain.confirmations, c.confirmations),
 		poll_interval = coalesce(alter_chain.poll_interval, c.poll_interval),
 		max_reorg_depth = coalesce(alter_chain.max_reorg_depth, c.max_reorg_depth)
 	WHERE c.name = alter_chain.name;
@@ -996,31 +1016,85 @@ BEGIN
 END;
 $$;
 
-REVOKE ALL ON FUNCTION add_chain(text, text[], bigint, bigint, integer, interval, bigint, integer, integer, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION _existing_data(bigint, bigint, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION alter_chain(text, text[], integer, interval, integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION refetch(text, bigint, bigint) FROM PUBLIC;
-REVOKE ALL ON FUNCTION _wake_fetcher_at_commit(text) FROM PUBLIC;
+/*
+ * endpoint_urls: the JSON-RPC endpoints of a chain as registered, keys and
+ * all (for admins; status and logs show scheme, host and position only).
+ */
+CREATE FUNCTION endpoint_urls(name text)
+RETURNS text[]
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT array_agg(e.url ORDER BY e.position) FROM ethindex.endpoints e
+	WHERE e.chain = endpoint_urls.name
+$$;
+
 /*
  * pg_dump dumps the rows of these tables (configuration, progress, history);
  * the partitions of the data tables are ordinary tables and dumped anyway.
  */
 SELECT pg_catalog.pg_extension_config_dump('chains', '');
+SELECT pg_catalog.pg_extension_config_dump('endpoints', '');
 SELECT pg_catalog.pg_extension_config_dump('partitions', '');
 SELECT pg_catalog.pg_extension_config_dump('reorgs', '');
 SELECT pg_catalog.pg_extension_config_dump('reorgs_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('refetches', '');
 SELECT pg_catalog.pg_extension_config_dump('refetches_id_seq', '');
 
-/* the parser and its memory use are not for every role with USAGE */
-REVOKE ALL ON FUNCTION _decode_block(bigint, bigint, text, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION _decode_speed(bigint, text, text, integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION start(text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION stop(text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION remove_chain(text, boolean) FROM PUBLIC;
-REVOKE ALL ON FUNCTION _ensure_partitions(bigint, bigint, bigint, bigint, bigint) FROM PUBLIC;
-REVOKE ALL ON FUNCTION _index_partition(bigint, bigint, boolean) FROM PUBLIC;
-REVOKE ALL ON FUNCTION _discard_above_checkpoint(bigint, bigint) FROM PUBLIC;
-REVOKE ALL ON FUNCTION _lock_partitions(bigint) FROM PUBLIC;
-REVOKE ALL ON FUNCTION _drop_partitions(bigint) FROM PUBLIC;
-REVOKE ALL ON FUNCTION _wake_launcher_at_commit() FROM PUBLIC;
+/*
+ * Privileges.  Nothing here is for PUBLIC.  Three roles, created when
+ * missing (roles belong to the cluster: they stay when the extension is
+ * dropped, and serve every database):
+ *   ethindex_reader   the data tables and ethindex.reorgs; wait_for(),
+ *                     finalized_through(), safe_through()
+ *   ethindex_monitor  chain_status and status(), ethindex.chains (which
+ *                     holds no secret), partitions, refetches, gaps();
+ *                     pg_monitor is made a member
+ *   ethindex_admin    both, and the control functions: add_chain(),
+ *                     alter_chain(), start(), stop(), remove_chain(),
+ *                     refetch(), endpoint_urls()
+ * The functions they call run as the extension's owner (SECURITY DEFINER,
+ * search_path pinned), so that nobody but the owner needs, or has, DML on
+ * the configuration: what the control functions check cannot be bypassed.
+ */
+DO $$
+DECLARE
+	r	text;
+BEGIN
+	FOREACH r IN ARRAY ARRAY['ethindex_reader', 'ethindex_monitor', 'ethindex_admin'] LOOP
+		IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+			EXECUTE format('CREATE ROLE %I NOLOGIN', r);
+		END IF;
+	END LOOP;
+END;
+$$;
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA ethindex FROM PUBLIC;
+
+ALTER FUNCTION add_chain(text, text[], bigint, bigint, integer, interval, bigint, integer, integer, text) SECURITY DEFINER;
+ALTER FUNCTION alter_chain(text, text[], integer, interval, integer) SECURITY DEFINER;
+ALTER FUNCTION start(text) SECURITY DEFINER;
+ALTER FUNCTION stop(text) SECURITY DEFINER;
+ALTER FUNCTION remove_chain(text, boolean) SECURITY DEFINER;
+ALTER FUNCTION refetch(text, bigint, bigint) SECURITY DEFINER;
+ALTER FUNCTION endpoint_urls(text) SECURITY DEFINER;
+ALTER FUNCTION status() SECURITY DEFINER;
+ALTER FUNCTION wait_for(text, bigint, interval) SECURITY DEFINER;
+ALTER FUNCTION gaps(text, boolean) SECURITY DEFINER;
+ALTER FUNCTION finalized_through(text) SECURITY DEFINER;
+ALTER FUNCTION safe_through(text) SECURITY DEFINER;
+
+GRANT USAGE ON SCHEMA ethindex TO ethindex_reader, ethindex_monitor, ethindex_admin;
+GRANT SELECT ON blocks, transactions, logs, withdrawals, reorgs TO ethindex_reader;
+GRANT EXECUTE ON FUNCTION wait_for(text, bigint, interval), finalized_through(text),
+	safe_through(text) TO ethindex_reader;
+GRANT SELECT ON chain_status, chains, partitions, refetches, reorgs TO ethindex_monitor;
+GRANT EXECUTE ON FUNCTION status(), gaps(text, boolean), wait_for(text, bigint, interval),
+	finalized_through(text), safe_through(text) TO ethindex_monitor;
+GRANT ethindex_reader, ethindex_monitor TO ethindex_admin;
+GRANT ethindex_monitor TO pg_monitor;
+GRANT EXECUTE ON FUNCTION
+	add_chain(text, text[], bigint, bigint, integer, interval, bigint, integer, integer, text),
+	alter_chain(text, text[], integer, interval, integer), start(text), stop(text),
+	remove_chain(text, boolean), refetch(text, bigint, bigint), endpoint_urls(text)
+	TO ethindex_admin;

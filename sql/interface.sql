@@ -8,7 +8,7 @@ CREATE EXTENSION IF NOT EXISTS ethindex;
 -- registration and its checks
 SELECT ethindex.add_chain('dev', ARRAY['http://127.0.0.1:1/'], chain_id => 31337,
                           start_block => 5, confirmations => 0);
-SELECT name, chain_id, rpc_urls, start_block, confirmations, poll_interval,
+SELECT name, chain_id, ethindex.endpoint_urls(name), start_block, confirmations, poll_interval,
        partition_size, batch_size, enabled, next_block, last_hash
 FROM ethindex.chains;
 SELECT ethindex.add_chain('dev', ARRAY['http://127.0.0.1:2/']);
@@ -36,7 +36,7 @@ FROM ethindex.chains WHERE name = 'defaults';
 SELECT ethindex.alter_chain('defaults', confirmations => 2, max_reorg_depth => 128);
 SELECT ethindex.alter_chain('defaults', rpc_urls => ARRAY['https://a.example/', 'http://b.example/'],
                             poll_interval => '250 ms');
-SELECT rpc_urls, confirmations, poll_interval, max_reorg_depth
+SELECT ethindex.endpoint_urls(name), confirmations, poll_interval, max_reorg_depth
 FROM ethindex.chains WHERE name = 'defaults';
 SELECT ethindex.alter_chain('defaults', rpc_urls => ARRAY['ftp://a/']);
 SELECT ethindex.alter_chain('defaults', max_reorg_depth => 10001);

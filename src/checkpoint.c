@@ -492,7 +492,7 @@ store_chain_id(WriterState *ws, int64 chain_id)
 						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
 				 errhint("Fix the endpoints of one of the chains.")));
 	/* the chain would start at its start_block and delete what is there */
-	spi_run("SELECT 1 FROM ethindex.partitions WHERE chain_id = $1",
+	spi_run("SELECT 1 FROM ethindex.blocks WHERE chain_id = $1 LIMIT 1",
 			1, argtypes, args, NULL, true, 1);
 	if (SPI_processed > 0)
 		ereport(ERROR,

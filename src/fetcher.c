@@ -108,9 +108,10 @@ load_configuration_work(void *arg)
 	Datum	   *elems;
 	int			nelems;
 
-	spi_read_chain("SELECT chain_id, start_block, confirmations, poll_interval, "
-				   "batch_size, rpc_urls, max_reorg_depth "
-				   "FROM ethindex.chains WHERE name = $1", st->name, false);
+	spi_read_chain("SELECT chain_id, start_block, confirmations, poll_interval, batch_size, "
+				   "(SELECT array_agg(url ORDER BY position) FROM ethindex.endpoints e "
+				   " WHERE e.chain = c.name), max_reorg_depth "
+				   "FROM ethindex.chains c WHERE name = $1", st->name, false);
 
 	st->chain_id = spi_get_int64(0, 1, &isnull);	/* 0 when NULL */
 	st->start_block = spi_get_int64(0, 2, &isnull);
@@ -119,13 +120,17 @@ load_configuration_work(void *arg)
 	st->poll_interval_ms = Max(interval_ms(DatumGetIntervalP(datum)), 1);
 	st->batch_size = (int) spi_get_int64(0, 5, &isnull);	/* 0: adaptive */
 	datum = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull);
+	if (isnull)
+		ereport(FATAL,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("chain \"%s\" has no JSON-RPC endpoint", st->name)));
 	array = DatumGetArrayTypeP(datum);
 	deconstruct_array(array, TEXTOID, -1, false, TYPALIGN_INT, &elems, NULL, &nelems);
 	st->nendpoints = Min(nelems, ETHINDEX_MAX_ENDPOINTS);
 	for (int i = 0; i < st->nendpoints; i++)
 	{
 		st->endpoints[i].url = TextDatumGetCString(elems[i]);
-		st->endpoints[i].display = rpc_url_for_display(st->endpoints[i].url);
+		st->endpoints[i].display = rpc_url_for_display(st->endpoints[i].url, i + 1);
 	}
 	st->max_reorg_depth = (int) spi_get_int64(0, 7, &isnull);
 }
@@ -194,7 +199,7 @@ fetcher_call(FetcherState *st, int endpoint, const char *body, const char *what,
 	RpcRequest *requests[1] = {&request};
 	char	   *failure;
 
-	rpc_request_init(&request, st->endpoints[endpoint].url);
+	rpc_request_init(&request, st->endpoints[endpoint].url, st->endpoints[endpoint].display);
 	appendStringInfoString(&request.body, body);
 	rpc_perform(st->rpc, requests, 1);
 	failure = rpc_request_failure(&request);
@@ -237,7 +242,7 @@ fetcher_verify_endpoint(FetcherState *st, int endpoint)
 				(errcode(ERRCODE_DATA_EXCEPTION),
 				 errmsg("chain id mismatch for chain \"%s\": configured " INT64_FORMAT ", but %s reports " INT64_FORMAT,
 						st->name, st->chain_id, ep->display, node_chain_id),
-				 errhint("Register the chain again with the right chain_id, or fix its rpc_urls.")));
+				 errhint("Register the chain again with the right chain_id, or fix its endpoints with ethindex.alter_chain().")));
 	ep->verified = true;
 }
 
@@ -610,7 +615,7 @@ start_window_request(FetcherState *st, int64 first, int nblocks, bool ordered)
 	w->context = AllocSetContextCreate(st->fetcher_context, "ethindex fetcher request",
 									   ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(w->context);
-	rpc_request_init(&w->request, endpoint->url);
+	rpc_request_init(&w->request, endpoint->url, endpoint->display);
 	append_block_calls(&w->request.body, first, nblocks, w->with_receipts);
 	MemoryContextSwitchTo(old);
 

@@ -462,7 +462,7 @@ confirm_branch(FetcherState *st, int64 fork, int64 old_head, const uint8 *new_he
 						depth, st->name, current->display),
 				 errdetail("Blocks " INT64_FORMAT " to " INT64_FORMAT " would be rolled back, but the endpoint reports no finalized block and there is no other endpoint.  Nothing was rolled back.",
 						   fork + 1, old_head),
-				 errhint("Add a second endpoint to the chain's rpc_urls (ethindex.alter_chain()) to confirm reorganizations deeper than %d blocks.",
+				 errhint("Add a second endpoint to the chain (ethindex.alter_chain()) to confirm reorganizations deeper than %d blocks.",
 						 REORG_UNCONFIRMED_DEPTH)));
 	if (fork < finalized)
 		ereport(ERROR,

@@ -187,10 +187,11 @@ rpc_client_create(MemoryContext context)
  * The caller fills request->body.
  */
 void
-rpc_request_init(RpcRequest *request, const char *url)
+rpc_request_init(RpcRequest *request, const char *url, const char *display)
 {
 	memset(request, 0, sizeof(RpcRequest));
 	request->url = url;
+	request->display = display;
 	request->context = CurrentMemoryContext;
 	initStringInfo(&request->body);
 }
@@ -255,7 +256,7 @@ rpc_start(RpcClient *client, RpcRequest *request)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("libcurl refused an option of a request to %s",
-						rpc_url_for_display(request->url))));
+						request->display)));
 	}
 
 	client->inflight[client->ninflight++] = request;
@@ -450,7 +451,7 @@ rpc_perform(RpcClient *client, RpcRequest **requests, int nrequests)
 char *
 rpc_request_failure(RpcRequest *request)
 {
-	char	   *url = rpc_url_for_display(request->url);
+	const char *url = request->display;
 
 	if (request->response_too_large || request->curl_code == CURLE_FILESIZE_EXCEEDED)
 		return psprintf("response from %s exceeds ethindex.max_response_size (%d kB)", url,
@@ -474,36 +475,29 @@ rpc_request_failure(RpcRequest *request)
 }
 
 /*
- * An endpoint URL as shown in status and logs: without user:password and
- * without the query string, which often carry API keys.
+ * How an endpoint is shown in status, errors and logs: its scheme, host and
+ * port and its position among the chain's endpoints ("https://host #2").
+ * API keys travel in the user part, the path or the query of a URL; none
+ * of them is shown.
  */
 char *
-rpc_url_for_display(const char *url)
+rpc_url_for_display(const char *url, int position)
 {
 	const char *scheme_end = strstr(url, "://");
 	const char *host;
+	size_t		hostlen;
 	const char *at;
-	const char *query;
-	StringInfoData buf;
 
-	initStringInfo(&buf);
 	if (scheme_end == NULL)
-	{
-		appendStringInfoString(&buf, "(invalid URL)");
-		return buf.data;
-	}
+		return psprintf("(invalid URL) #%d", position);
 	host = scheme_end + 3;
-	at = strchr(host, '@');
-	query = strpbrk(host, "?#");
-	if (at != NULL && (query == NULL || at < query) && at < host + strcspn(host, "/"))
-		host = at + 1;
-	appendBinaryStringInfo(&buf, url, scheme_end + 3 - url);
-	if (query)
+	hostlen = strcspn(host, "/?#");
+	at = memchr(host, '@', hostlen);
+	if (at != NULL)
 	{
-		appendBinaryStringInfo(&buf, host, query - host);
-		appendStringInfoString(&buf, "?...");
+		hostlen -= at + 1 - host;
+		host = at + 1;
 	}
-	else
-		appendStringInfoString(&buf, host);
-	return buf.data;
+	return psprintf("%.*s%.*s #%d", (int) (scheme_end + 3 - url), url,
+					(int) hostlen, host, position);
 }

@@ -24,6 +24,7 @@
 typedef struct RpcRequest
 {
 	const char *url;
+	const char *display;		/* the endpoint as errors show it */
 	MemoryContext context;		/* holds the response */
 	StringInfoData body;		/* request JSON, filled by the caller */
 	char	   *response;		/* response body; palloc'd, NUL-terminated */
@@ -41,12 +42,12 @@ typedef struct RpcRequest
 typedef struct RpcClient RpcClient;
 
 extern RpcClient *rpc_client_create(MemoryContext context);
-extern void rpc_request_init(RpcRequest *request, const char *url);
+extern void rpc_request_init(RpcRequest *request, const char *url, const char *display);
 extern void rpc_start(RpcClient *client, RpcRequest *request);
 extern void rpc_wait(RpcClient *client, long timeout_ms);
 extern void rpc_perform(RpcClient *client, RpcRequest **requests, int nrequests);
 extern void rpc_abort_all(RpcClient *client);
 extern char *rpc_request_failure(RpcRequest *request);
-extern char *rpc_url_for_display(const char *url);
+extern char *rpc_url_for_display(const char *url, int position);
 
 #endif							/* ETHINDEX_RPC_H */

@@ -69,7 +69,8 @@ def check(c, last):
 
 
 STATE_QUERIES = (
-    "SELECT name, chain_id, rpc_urls, start_block, confirmations, poll_interval, partition_size, "
+    "SELECT name, chain_id, ethindex.endpoint_urls(name) AS urls, start_block, confirmations, "
+    "poll_interval, partition_size, "
     "max_reorg_depth, next_block, last_hash, safe_through, finalized_through FROM ethindex.chains",
     "SELECT chain_id, first_block, last_block, indexed_at IS NOT NULL AS indexed "
     "FROM ethindex.partitions ORDER BY 1, 2",

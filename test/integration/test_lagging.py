@@ -2,7 +2,7 @@
 test_lagging.py: an endpoint that lags behind, or follows an older branch, never
 makes ethindex roll back.
 
-The chain has two endpoints: anvil (behind the project's RPC server as a
+The chain has two endpoints, #1 and #2 in messages: anvil (behind the project's RPC server as a
 proxy, so that the test can make it fail) and a replay of an older branch of
 the same anvil chain: blocks the node had before evm_revert replaced them.
 The replayed branch forks below the stored head and is longer than it.
@@ -124,7 +124,7 @@ def test_endpoint_below_the_stored_head():
     server.set_head("old", state["head"] - 3)
     fault = server.add_fault("http_status", chain="anvil", method="eth_blockNumber", status=503)
     try:
-        cluster.wait_for_log("/chain/old stays at block %d, below block %d already stored"
+        cluster.wait_for_log("#2 stays at block %d, below block %d already stored"
                              % (state["head"] - 3, state["head"]), since=since)
     finally:
         server.clear_faults(fault)
@@ -138,7 +138,7 @@ def test_older_branch_while_the_node_is_down():
     try:
         err = wait_error("reorganization of depth %d of chain \"lag\" reported by "
                          % (state["head"] - state["fork"]),
-                         "/chain/old is not confirmed", "/chain/anvil failed",
+                         "#2 is not confirmed", "#1 failed",
                          "Nothing was rolled back")
         assert "branch from block %d" % state["fork"] in err, err
         assert_nothing_rolled_back()
@@ -151,7 +151,7 @@ def test_older_branch_denied_by_the_node():
     confirmed, anvil has the stored block."""
     fault = server.add_fault("http_status", chain="anvil", method="eth_blockNumber", status=503)
     try:
-        wait_error("/chain/old is not confirmed", "/chain/anvil has the stored block")
+        wait_error("#2 is not confirmed", "#1 has the stored block")
         assert_nothing_rolled_back()
     finally:
         server.clear_faults(fault)

@@ -10,6 +10,13 @@ one chain's trouble kept away from the others.
   - An error in the launcher (ethindex.chains unreadable) is reported and
     retried; the chains' workers keep running.
   - More started chains than slots: one WARNING, not one a second.
+  - Roles: ethindex_admin controls chains and reads endpoint URLs,
+    ethindex_monitor sees status without secrets, ethindex_reader reads
+    data; other roles can do none of it, and no role but the owner writes
+    the configuration or reads the URLs (not even with SELECT granted on
+    every table of the schema).
+  - An API key in the path or the query of an endpoint URL appears neither
+    in chain_status nor in last_error nor in the server log.
   - Proxy variables in the server's environment are not used.
   - remove_chain(..., drop_data => true) right after stop() waits for the
     workers to exit, and leaves no partition behind.
@@ -149,6 +156,81 @@ def test_slot_warning_once():
             cluster.psql("SELECT ethindex.stop('%s')" % name)
         for name in names:
             cluster.psql("SELECT ethindex.remove_chain('%s')" % name)
+
+
+KEYED_URL = "https://rpc.example.invalid/v2/SECRETKEY123?apikey=QUERYKEY456"
+
+
+def as_role(role, sql):
+    return cluster.psql("SET ROLE %s; %s" % (role, sql))
+
+
+def denied(role, sql):
+    try:
+        as_role(role, sql)
+    except PsqlError as e:
+        assert "permission denied" in str(e), (role, sql, str(e))
+    else:
+        raise AssertionError("%s could run: %s" % (role, sql))
+
+
+def test_roles():
+    """Admins control chains and read endpoint URLs; monitors see status
+    without secrets; readers read data; nobody else does anything; nobody
+    but the owner writes the configuration directly."""
+    cluster.psql("""
+        CREATE ROLE alice LOGIN IN ROLE ethindex_admin;
+        CREATE ROLE bob LOGIN IN ROLE ethindex_monitor;
+        CREATE ROLE carol LOGIN IN ROLE ethindex_reader;
+        CREATE ROLE dave LOGIN;
+        CREATE ROLE eve LOGIN;
+        GRANT USAGE ON SCHEMA ethindex TO dave, eve;
+        -- a routine grant of everything in the schema
+        GRANT SELECT ON ALL TABLES IN SCHEMA ethindex TO eve;
+    """)
+    as_role("alice", "SELECT ethindex.add_chain('keyed', ARRAY['%s'], chain_id => 424242); "
+            "SELECT ethindex.alter_chain('keyed', poll_interval => '1 s')" % KEYED_URL)
+    assert as_role("alice", "SELECT ethindex.endpoint_urls('keyed')") == "{%s}" % KEYED_URL
+    as_role("alice", "SELECT ethindex.start('keyed')")
+
+    for role in ("bob", "carol", "dave", "eve"):
+        denied(role, "SELECT ethindex.stop('keyed')")
+        denied(role, "SELECT ethindex.alter_chain('keyed', rpc_urls => ARRAY['http://10.0.0.1/'])")
+        denied(role, "SELECT ethindex.add_chain('x', ARRAY['http://10.0.0.1/'])")
+        denied(role, "SELECT ethindex.endpoint_urls('keyed')")
+        denied(role, "SELECT ethindex.refetch('sec', 1, 1)")
+    for role in ("alice", "bob", "carol", "dave", "eve"):
+        denied(role, "UPDATE ethindex.chains SET partition_size = 1000")
+        denied(role, "SELECT ethindex._runtime_state()")
+    # monitors (and admins) see the status, readers the data
+    for role in ("alice", "bob"):
+        assert "keyed" in as_role(role, "SELECT name FROM ethindex.chain_status")
+    for role in ("carol", "dave"):
+        denied(role, "SELECT * FROM ethindex.chain_status")
+    for role in ("alice", "carol"):
+        assert int(as_role(role, "SELECT count(*) FROM ethindex.blocks")) > 0
+    for role in ("bob", "dave"):
+        denied(role, "SELECT count(*) FROM ethindex.blocks")
+    # the URLs: no role but the owner reads them, even with SELECT granted
+    assert as_role("eve", "SELECT count(*) FROM ethindex.endpoints") == "0"
+    for role in ("alice", "bob", "carol", "dave"):
+        denied(role, "SELECT * FROM ethindex.endpoints")
+
+
+def test_keys_never_shown():
+    """The key in the path and in the query of an endpoint URL appears
+    nowhere: not in chain_status, not in last_error, not in the log."""
+    cluster.wait_until("SELECT last_error IS NOT NULL FROM ethindex.chain_status "
+                       "WHERE name = 'keyed'", timeout=60)
+    st = cluster.chain_status("keyed")
+    text = " ".join(str(v) for v in st.values())
+    assert "https://rpc.example.invalid #1" in (st["last_error"] or ""), st
+    assert st["endpoint"] in (None, "https://rpc.example.invalid #1"), st
+    for secret in ("SECRETKEY123", "QUERYKEY456", "/v2/"):
+        assert secret not in text, (secret, st)
+        assert secret not in cluster.log_text(), secret
+    as_role("alice", "SELECT ethindex.stop('keyed')")
+    as_role("alice", "SELECT ethindex.remove_chain('keyed')")
 
 
 def test_proxy_environment_ignored():
