@@ -15,6 +15,7 @@ OBJS = \
 	src/decode_speed.o \
 	src/queue.o \
 	src/rpc.o \
+	src/hostpolicy.o \
 	src/jsonrpc.o \
 	src/spiutil.o \
 	src/launcher.o \

@@ -38,6 +38,7 @@
 #include "utils/memutils.h"
 
 #include "ethindex.h"
+#include "hostpolicy.h"
 
 PG_MODULE_MAGIC;
 
@@ -52,6 +53,8 @@ int			ethindex_max_chains = 4;
 int			ethindex_queue_size_kb = 32 * 1024;
 int			ethindex_rpc_timeout_ms = 30000;
 int			ethindex_max_response_kb = 64 * 1024;
+char	   *ethindex_allowed_hosts = NULL;
+char	   *ethindex_denied_hosts = NULL;
 int			ethindex_max_requests_in_flight = 4;
 int			ethindex_writer_batch_blocks = 100;
 int			ethindex_retry_max_ms = 30000;
@@ -206,6 +209,24 @@ define_gucs(void)
 							PGC_SIGHUP,
 							GUC_UNIT_KB,
 							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("ethindex.allowed_hosts",
+							   gettext_noop("Hosts that JSON-RPC endpoints may be on: names, \"*.\" domains, addresses, networks, or \"*\"."),
+							   NULL,
+							   &ethindex_allowed_hosts,
+							   "*",
+							   PGC_SIGHUP,
+							   GUC_LIST_INPUT | GUC_SUPERUSER_ONLY,
+							   host_policy_check, NULL, NULL);
+
+	DefineCustomStringVariable("ethindex.denied_hosts",
+							   gettext_noop("Hosts and addresses that JSON-RPC endpoints may not reach."),
+							   gettext_noop("Also checked against every address a host name resolves to."),
+							   &ethindex_denied_hosts,
+							   "169.254.0.0/16, fe80::/10",
+							   PGC_SIGHUP,
+							   GUC_LIST_INPUT | GUC_SUPERUSER_ONLY,
+							   host_policy_check, NULL, NULL);
 
 	DefineCustomIntVariable("ethindex.max_requests_in_flight",
 							gettext_noop("Most JSON-RPC requests a fetcher keeps in flight at once."),

@@ -34,6 +34,7 @@
 
 #include "decode.h"
 #include "ethindex.h"
+#include "hostpolicy.h"
 #include "rpc.h"
 
 #define RPC_MAX_SOCKETS		256
@@ -151,6 +152,66 @@ write_callback(char *data, size_t size, size_t nmemb, void *userdata)
 	return len;
 }
 
+/*
+ * libcurl opens every socket here: one to an address of
+ * ethindex.denied_hosts is refused (the request fails with the reason).
+ */
+static curl_socket_t
+open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
+{
+	RpcRequest *request = (RpcRequest *) clientp;
+
+	if (!host_policy_allows_address(&address->addr))
+	{
+		request->address_denied = true;
+		return CURL_SOCKET_BAD;
+	}
+	return socket(address->family, address->socktype, address->protocol);
+}
+
+/*
+ * The host of an endpoint URL must be allowed by ethindex.allowed_hosts
+ * and not denied by ethindex.denied_hosts.
+ */
+static void
+check_host(RpcRequest *request)
+{
+	const char *scheme_end = strstr(request->url, "://");
+	const char *host;
+	size_t		len;
+	const char *at;
+	const char *setting;
+
+	if (scheme_end == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("endpoint %s is not a URL", request->display)));
+	host = scheme_end + 3;
+	len = strcspn(host, "/?#");
+	at = memchr(host, '@', len);
+	if (at != NULL)
+	{
+		len -= at + 1 - host;
+		host = at + 1;
+	}
+	/* without the port: the last ':' after a ']' or in a name */
+	for (size_t i = len; i > 0; i--)
+	{
+		if (host[i - 1] == ']')
+			break;
+		if (host[i - 1] == ':')
+		{
+			len = i - 1;
+			break;
+		}
+	}
+	if (!host_policy_allows_name(host, len, &setting))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("endpoint %s is not allowed by %s", request->display, setting),
+				 errhint("The operator sets which hosts endpoints may reach in ethindex.allowed_hosts and ethindex.denied_hosts.")));
+}
+
 RpcClient *
 rpc_client_create(MemoryContext context)
 {
@@ -202,6 +263,8 @@ rpc_start(RpcClient *client, RpcRequest *request)
 {
 	CURL	   *easy;
 
+	check_host(request);
+
 	/* room first: nothing below may fail between creating and tracking */
 	if (client->ninflight == client->inflight_cap)
 	{
@@ -217,6 +280,7 @@ rpc_start(RpcClient *client, RpcRequest *request)
 
 	request->response_len = 0;
 	request->response_too_large = false;
+	request->address_denied = false;
 	request->http_status = 0;
 	request->curl_code = CURLE_OK;
 	request->errbuf[0] = '\0';
@@ -234,6 +298,8 @@ rpc_start(RpcClient *client, RpcRequest *request)
 		curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https") != CURLE_OK ||
 		curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK ||
 		curl_easy_setopt(easy, CURLOPT_PROXY, "") != CURLE_OK ||
+		curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket) != CURLE_OK ||
+		curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, request) != CURLE_OK ||
 		curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
 		curl_easy_setopt(easy, CURLOPT_HTTPHEADER, client->headers) != CURLE_OK ||
 		curl_easy_setopt(easy, CURLOPT_POST, 1L) != CURLE_OK ||
@@ -413,6 +479,13 @@ rpc_wait(RpcClient *client, long timeout_ms)
 	collect_finished(client);
 }
 
+/* Number of requests in flight (started, not finished). */
+int
+rpc_in_flight(RpcClient *client)
+{
+	return client->ninflight;
+}
+
 /* Run the given requests to completion (success or failure), all at once. */
 void
 rpc_perform(RpcClient *client, RpcRequest **requests, int nrequests)
@@ -453,6 +526,8 @@ rpc_request_failure(RpcRequest *request)
 {
 	const char *url = request->display;
 
+	if (request->address_denied)
+		return psprintf("request to %s refused: its host resolves to an address of ethindex.denied_hosts", url);
 	if (request->response_too_large || request->curl_code == CURLE_FILESIZE_EXCEEDED)
 		return psprintf("response from %s exceeds ethindex.max_response_size (%d kB)", url,
 						ethindex_max_response_kb);

@@ -31,6 +31,7 @@ typedef struct RpcRequest
 	size_t		response_len;
 	size_t		response_cap;
 	bool		response_too_large;
+	bool		address_denied; /* an address in ethindex.denied_hosts */
 	long		http_status;
 	CURLcode	curl_code;
 	char		errbuf[CURL_ERROR_SIZE];
@@ -45,6 +46,7 @@ extern RpcClient *rpc_client_create(MemoryContext context);
 extern void rpc_request_init(RpcRequest *request, const char *url, const char *display);
 extern void rpc_start(RpcClient *client, RpcRequest *request);
 extern void rpc_wait(RpcClient *client, long timeout_ms);
+extern int	rpc_in_flight(RpcClient *client);
 extern void rpc_perform(RpcClient *client, RpcRequest **requests, int nrequests);
 extern void rpc_abort_all(RpcClient *client);
 extern char *rpc_request_failure(RpcRequest *request);

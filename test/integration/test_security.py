@@ -18,6 +18,9 @@ one chain's trouble kept away from the others.
   - An API key in the path or the query of an endpoint URL appears neither
     in chain_status nor in last_error nor in the server log.
   - Proxy variables in the server's environment are not used.
+  - ethindex.allowed_hosts and ethindex.denied_hosts (superuser only) keep
+    endpoints to the hosts the operator allows, by name and, after name
+    resolution, by address.
   - remove_chain(..., drop_data => true) right after stop() waits for the
     workers to exit, and leaves no partition behind.
 
@@ -247,6 +250,66 @@ def test_proxy_environment_ignored():
             cluster.log_tail(20)
     finally:
         cluster.extra_env = {}
+
+
+def set_host_policy(allowed=None, denied=None):
+    """Set (or with None reset) the two host settings and reload."""
+    for name, value in (("allowed_hosts", allowed), ("denied_hosts", denied)):
+        if value is None:
+            cluster.psql("ALTER SYSTEM RESET ethindex.%s" % name)
+        else:
+            cluster.psql("ALTER SYSTEM SET ethindex.%s = '%s'" % (name, value))
+    cluster.psql("SELECT pg_reload_conf()")
+
+
+def test_host_policy():
+    """ethindex.allowed_hosts refuses an endpoint whose host is not on it;
+    ethindex.denied_hosts refuses a name that resolves to a denied address
+    (localhost -> 127.0.0.1, ::1) at connection time; nothing is indexed
+    meanwhile, and with the settings reset the chain catches up."""
+    try:
+        cluster.psql("ALTER SYSTEM SET ethindex.denied_hosts = '10.0.0.0/8, 10.0.0.0/33'")
+    except PsqlError as e:
+        assert '"10.0.0.0/33" is not a host name, a "*." domain, an address or a network' \
+            in str(e), str(e)
+    else:
+        raise AssertionError("a bad rule was accepted")
+    try:
+        as_role("alice", "SHOW ethindex.denied_hosts")
+    except PsqlError as e:
+        assert "must be superuser" in str(e), str(e)
+    else:
+        raise AssertionError("alice could read ethindex.denied_hosts")
+
+    endpoint = anvil.url.replace("127.0.0.1", "localhost")
+    shown = "%s #1" % endpoint
+    before = txs.mine_blocks(1, start=90)
+    assert cluster.scalar("SELECT ethindex.wait_for('sec', %d, '30 s')" % before) == "t"
+    cluster.psql("SELECT ethindex.stop('sec')")
+    cluster.psql("SELECT ethindex.alter_chain('sec', rpc_urls => ARRAY['%s'])" % endpoint)
+    head = txs.mine_blocks(2, start=91)
+    try:
+        set_host_policy(allowed="node.example, *.example.org, 10.0.0.0/8")
+        cluster.psql("SELECT ethindex.start('sec')")
+        cluster.wait_until("SELECT last_error LIKE '%is not allowed by ethindex.allowed_hosts%' "
+                           "FROM ethindex.chain_status WHERE name = 'sec'", timeout=30)
+        st = cluster.chain_status("sec")
+        assert ("endpoint %s is not allowed by ethindex.allowed_hosts" % shown) \
+            in st["last_error"], st
+
+        set_host_policy(denied="127.0.0.0/8, ::1")
+        cluster.wait_until("SELECT last_error LIKE '%refused: its host resolves%' "
+                           "FROM ethindex.chain_status WHERE name = 'sec'", timeout=60)
+        st = cluster.chain_status("sec")
+        assert ("request to %s refused: its host resolves to an address of "
+                "ethindex.denied_hosts" % shown) in st["last_error"], st
+        assert int(st["indexed_through"]) == before, (before, st)
+    finally:
+        set_host_policy()
+    assert cluster.scalar("SELECT ethindex.wait_for('sec', %d, '60 s')" % head) == "t", \
+        cluster.chain_status("sec")
+    problems = compare_chain(cluster, anvil.url, 31337, before - 5, head)
+    assert not problems, problems[:10]
 
 
 def test_remove_right_after_stop():
