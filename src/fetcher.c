@@ -55,6 +55,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
@@ -565,12 +566,42 @@ decode_batch_block(FetcherState *st, RpcReply *replies, int nreplies, int b,
 					 receipts, receipts_len);
 }
 
+/*
+ * Reserve room for a record in the queue, waiting while it is full.  The
+ * wait drives the requests in flight (their sockets and timers, with the
+ * latch that the insert workers set when they free room), so that a full
+ * queue, during an index build for example, does not let them time out.
+ */
+static char *
+reserve_queue_room(FetcherState *st, Size size)
+{
+	BlockQueue *queue = &st->slot->queue;
+	char	   *dst;
+
+	if ((dst = queue_try_reserve(queue, st->ring, size)) != NULL)
+		return dst;
+	pgstat_report_activity(STATE_RUNNING, "waiting for room in the queue");
+	while (rpc_in_flight(st->rpc) > 0)
+	{
+		queue_prepare_to_wait_for_room(queue);
+		if ((dst = queue_try_reserve(queue, st->ring, size)) != NULL)
+			break;
+		rpc_wait(st->rpc, 1000);
+	}
+	ConditionVariableCancelSleep();
+	/* nothing in flight any more: a plain sleep on the queue */
+	if (dst == NULL)
+		dst = queue_reserve(queue, st->ring, size);
+	pgstat_report_activity(STATE_RUNNING, "decoding blocks");
+	return dst;
+}
+
 /* Put a decoded block into the queue (waits while the queue is full). */
 static void
 queue_decoded(FetcherState *st, const DecodedBlock *decoded, uint8 flags)
 {
 	Size		size = blockrec_size(decoded);
-	char	   *dst = queue_reserve(&st->slot->queue, st->ring, size);
+	char	   *dst = reserve_queue_room(st, size);
 
 	blockrec_write(decoded, flags, dst, size);
 	queue_commit(&st->slot->queue, st->ring, size);
@@ -712,7 +743,7 @@ static void
 queue_refetched(FetcherState *st, const DecodedBlock *blocks, int nblocks, const char *error)
 {
 	Size		size = blockrec_replace_size(blocks, nblocks);
-	char	   *dst = queue_reserve(&st->slot->queue, st->ring, size);
+	char	   *dst = reserve_queue_room(st, size);
 
 	blockrec_write_replace(blocks, nblocks, st->refetch_id, error, dst, size);
 	queue_commit(&st->slot->queue, st->ring, size);

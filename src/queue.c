@@ -67,63 +67,92 @@ queue_max_record(BlockQueue *queue)
 	return queue->capacity - QUEUE_RECORD_HEADER_SIZE;
 }
 
-/*
- * Reserve room for a record of len bytes, sleeping while the ring is too
- * full.  Returns where the payload is to be written; queue_commit() makes it
- * visible.  Only one record may be reserved at a time.
- */
-char *
-queue_reserve(BlockQueue *queue, char *ring, Size len)
+static void
+check_record_fits(BlockQueue *queue, Size len)
 {
-	Size		total = record_size(len);
-	char	   *payload;
-
 	if (len > queue_max_record(queue))
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("decoded block of %zu bytes does not fit in the queue of %zu bytes",
 						len, queue->capacity),
 				 errhint("Increase ethindex.queue_size.")));
+}
 
+/*
+ * Reserve room for a record of len bytes if the ring has it now; NULL if
+ * not.  Returns where the payload is to be written; queue_commit() makes it
+ * visible.  Only one record may be reserved at a time.
+ */
+char *
+queue_try_reserve(BlockQueue *queue, char *ring, Size len)
+{
+	Size		total = record_size(len);
+	Size		offset;
+	Size		contiguous;
+	Size		need;
+	char	   *payload = NULL;
+
+	check_record_fits(queue, len);
+	LWLockAcquire(&queue->lock, LW_EXCLUSIVE);
+	Assert(!queue->reserved);
+
+	/* An empty ring starts over at offset 0: any record then fits. */
+	if (queue->nrecords == 0 && queue->tail % queue->capacity != 0)
+	{
+		queue->tail += queue->capacity - queue->tail % queue->capacity;
+		queue->head = queue->tail;
+		queue->nbytes = 0;
+	}
+
+	offset = queue->tail % queue->capacity;
+	contiguous = queue->capacity - offset;
+	need = total + (contiguous < total ? contiguous : 0);
+
+	if (queue->tail + need - queue->head <= queue->capacity)
+	{
+		if (contiguous < total)
+		{
+			/* mark the rest of the ring as skipped and start at 0 */
+			*(uint64 *) (ring + offset) = QUEUE_WRAP_MARKER;
+			queue->tail += contiguous;
+			queue->nbytes += contiguous;
+			offset = 0;
+		}
+		queue->reserved = true;
+		payload = ring + offset + QUEUE_RECORD_HEADER_SIZE;
+	}
+	LWLockRelease(&queue->lock);
+	return payload;
+}
+
+/*
+ * Prepare to sleep until the consumers free room or finish records: call
+ * before queue_try_reserve(), so that a change between it and the sleep
+ * sets the latch.  The caller sleeps on its latch (with its own wait set)
+ * and ends with ConditionVariableCancelSleep().
+ */
+void
+queue_prepare_to_wait_for_room(BlockQueue *queue)
+{
 	ConditionVariablePrepareToSleep(&queue->changed);
+}
+
+/*
+ * Reserve room for a record of len bytes, sleeping while the ring is too
+ * full (see queue_try_reserve()).
+ */
+char *
+queue_reserve(BlockQueue *queue, char *ring, Size len)
+{
+	char	   *payload;
+
+	check_record_fits(queue, len);
 	for (;;)
 	{
-		Size		offset;
-		Size		contiguous;
-		Size		need;
-
-		LWLockAcquire(&queue->lock, LW_EXCLUSIVE);
-		Assert(!queue->reserved);
-
-		/* An empty ring starts over at offset 0: any record then fits. */
-		if (queue->nrecords == 0 && queue->tail % queue->capacity != 0)
-		{
-			queue->tail += queue->capacity - queue->tail % queue->capacity;
-			queue->head = queue->tail;
-			queue->nbytes = 0;
-		}
-
-		offset = queue->tail % queue->capacity;
-		contiguous = queue->capacity - offset;
-		need = total + (contiguous < total ? contiguous : 0);
-
-		if (queue->tail + need - queue->head <= queue->capacity)
-		{
-			if (contiguous < total)
-			{
-				/* mark the rest of the ring as skipped and start at 0 */
-				*(uint64 *) (ring + offset) = QUEUE_WRAP_MARKER;
-				queue->tail += contiguous;
-				queue->nbytes += contiguous;
-				offset = 0;
-			}
-			queue->reserved = true;
-			payload = ring + offset + QUEUE_RECORD_HEADER_SIZE;
-			LWLockRelease(&queue->lock);
+		ConditionVariablePrepareToSleep(&queue->changed);
+		payload = queue_try_reserve(queue, ring, len);
+		if (payload != NULL)
 			break;
-		}
-		LWLockRelease(&queue->lock);
-
 		ConditionVariableTimedSleep(&queue->changed, 1000, PG_WAIT_EXTENSION);
 		CHECK_FOR_INTERRUPTS();
 	}

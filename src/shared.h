@@ -93,7 +93,10 @@
  * "nbusy" until it has finished with them (committed or given up), which
  * lets the producer wait until everything it queued is stored
  * (queue_wait_drained).  The producer sleeps on "changed" (room freed, a
- * consumer finished); consumers sleep on "not_empty".  The launcher resets
+ * consumer finished): with requests in flight it is only prepared to sleep
+ * on it and waits on its latch together with its sockets (fetcher.c
+ * reserve_queue_room), so a full queue does not stall libcurl; consumers
+ * sleep on "not_empty".  The launcher resets
  * the queue only while no worker of the chain runs.
  */
 typedef struct BlockQueue

@@ -1,0 +1,128 @@
+"""
+test_flow.py: a full queue holds the fetcher back without failing its
+requests.
+
+The insert worker is held up (a session keeps ethindex.partitions locked,
+so the worker cannot create the chain's first partitions) until the queue of 1 MB is full
+and the fetcher has been waiting for room for more than twice
+ethindex.rpc_timeout.  The requests the fetcher had in flight when it
+started waiting must not time out: the fetcher drives them while it waits
+(before, it slept on the queue, and they failed as timeouts of the
+endpoint, as during every long index build).  Checked: the fetcher waited
+for room in the queue, the chain then completes with no error recorded, and
+every row equals the node's data.
+
+Run:  runuser -u ethindex -- python3 test/integration/run.py -k flow
+"""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+
+import ethindex_test as et          # noqa: E402
+import synthchain                   # noqa: E402
+from pgwire import PgConnection     # noqa: E402
+from rpcserver import Chain, RpcServer  # noqa: E402
+
+PORT_BASE = int(os.environ.get("ETHINDEX_FLOW_PORT_BASE", "59700"))
+CHAIN = "flow"
+CHAIN_ID = 940001
+NBLOCKS = 200
+BATCH = 50              # blocks per request: responses of about 15 MB
+BLOCK_INPUT = 150000    # bytes of transaction input per block
+RPC_TIMEOUT_MS = 2000
+TEST_TIMEOUT = 120
+
+SETTINGS = {
+    "ethindex.queue_size": "1MB",
+    "ethindex.insert_workers": 1,
+    "ethindex.max_requests_in_flight": 4,
+    "ethindex.rpc_timeout": RPC_TIMEOUT_MS,
+    "ethindex.retry_max_delay": 500,
+}
+
+cluster = None
+replay = None
+tmpdir = None
+
+
+def padded_chain():
+    """The synthetic chain with BLOCK_INPUT bytes of transaction input per
+    block with transactions: a few such blocks fill the queue, and a
+    response is larger than what the kernel buffers for a socket, so that
+    it is only complete if the fetcher reads it."""
+    chain = synthchain.generate(NBLOCKS, chain_id=CHAIN_ID)
+    for number, (block, _receipts) in chain.items():
+        txs = block["transactions"]
+        for i, tx in enumerate(txs):
+            tx["input"] = synthchain.data_bytes(BLOCK_INPUT // len(txs), "pad", number, i)
+    return chain
+
+
+def setup_module(module=None):
+    global cluster, replay, tmpdir
+    try:
+        replay = RpcServer(et.free_port(PORT_BASE, PORT_BASE + 10)).start()
+        replay.add_chain(Chain(CHAIN, CHAIN_ID, padded_chain()))
+        cluster, tmpdir = et.start_extension_cluster(
+            "ethindex-flow-", et.free_port(PORT_BASE + 10, PORT_BASE + 20), SETTINGS)
+    except BaseException:
+        teardown_module()
+        raise
+
+
+def teardown_module(module=None):
+    global cluster, replay
+    try:
+        et.stop_extension_cluster(cluster, tmpdir)
+    finally:
+        cluster = None
+        if replay is not None:
+            replay.stop()
+        replay = None
+
+
+def fetcher_activity():
+    return cluster.scalar(
+        "SELECT a.query FROM pg_stat_activity a JOIN ethindex.chain_status s "
+        "ON a.pid = s.fetcher_pid WHERE s.name = '%s'" % CHAIN)
+
+
+def test_full_queue_keeps_requests_alive():
+    cluster.psql("SELECT ethindex.add_chain('%s', ARRAY['%s'], chain_id => %d, batch_size => %d)"
+                 % (CHAIN, replay.chain_url(CHAIN), CHAIN_ID, BATCH))
+    blocker = PgConnection(cluster.basedir, cluster.port, "ethindex_test")
+    try:
+        blocker.query("BEGIN")
+        # the insert worker registers the chain's first partitions before
+        # it stores a block: it waits for this lock
+        blocker.query("LOCK TABLE ethindex.partitions IN EXCLUSIVE MODE")
+        cluster.psql("SELECT ethindex.start('%s')" % CHAIN)
+
+        cluster.wait_until("SELECT a.query = 'waiting for room in the queue' "
+                           "FROM pg_stat_activity a JOIN ethindex.chain_status s "
+                           "ON a.pid = s.fetcher_pid WHERE s.name = '%s'" % CHAIN, timeout=60)
+        st = cluster.chain_status(CHAIN)
+        assert int(st["queued_bytes"]) > 512 * 1024, st
+        assert st["indexed_through"] is None, st
+
+        # hold the queue full for more than twice the request time limit,
+        # checking that the fetcher goes on waiting (it has not failed)
+        waited_from = time.monotonic()
+        while time.monotonic() - waited_from < 2.5 * RPC_TIMEOUT_MS / 1000:
+            assert fetcher_activity() == "waiting for room in the queue", \
+                cluster.chain_status(CHAIN)
+            time.sleep(0.2)
+        blocker.query("ROLLBACK")
+    finally:
+        blocker.close()
+
+    ok = cluster.scalar("SELECT ethindex.wait_for('%s', %d, '60 s')" % (CHAIN, NBLOCKS - 1))
+    st = cluster.chain_status(CHAIN)
+    assert ok == "t", (st, cluster.log_tail(30))
+    assert st["last_error"] is None, st
+    assert "timed out" not in cluster.log_text(), cluster.log_tail(30)
+    problems = et.compare_chain(cluster, replay.chain_url(CHAIN), CHAIN_ID, 0, NBLOCKS - 1)
+    assert not problems, "\n".join(problems[:30])
