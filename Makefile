@@ -46,7 +46,7 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-.PHONY: test demo bench deps
+.PHONY: test demo bench deps analyze
 deps:
 	test/install-deps.sh
 
@@ -58,3 +58,12 @@ demo:
 
 bench:
 	bench/bench.sh $(BENCH_ARGS)
+
+# Static analysis (part of "make test"): cppcheck over every source file.
+# The libcurl and jansson version guards see the versions Debian 12 ships.
+CPPCHECK_FLAGS = --quiet --enable=warning,portability --inline-suppr --std=c99 \
+	--error-exitcode=1 --suppress=missingIncludeSystem \
+	-I src -I $(shell $(PG_CONFIG) --includedir-server) -D__x86_64__ -D__GNUC__=12 \
+	-DLIBCURL_VERSION_NUM=0x075800 -DJANSSON_VERSION_HEX=0x020e00
+analyze:
+	cppcheck $(CPPCHECK_FLAGS) src/*.c

@@ -92,6 +92,8 @@ median(const double *values, int n)
 {
 	double		sorted[HEAD_SAMPLES];
 
+	if (n <= 0)
+		return 0;
 	memcpy(sorted, values, sizeof(double) * n);
 	qsort(sorted, n, sizeof(double), compare_double);
 	return n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;

@@ -19,7 +19,7 @@ log() { echo "install-deps: $*"; }
 
 packages=(postgresql-15 postgresql-server-dev-15 postgresql-contrib
           build-essential libcurl4-openssl-dev libjansson-dev libjsmn-dev
-          libhiredis-dev redis-server python3)
+          libhiredis-dev redis-server python3 cppcheck)
 
 is_installed() {
 	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'

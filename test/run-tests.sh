@@ -5,13 +5,14 @@
 # As root (CI): install dependencies, build with warnings as errors, install
 # the extension, then run as the unprivileged user "ethindex" (PostgreSQL
 # refuses to run as root):
-#   1. the pg_regress suite (make installcheck, on a temporary instance)
-#   2. the Python integration tests (test/integration/run.py)
+#   1. static analysis (make analyze: cppcheck)
+#   2. the pg_regress suite (make installcheck, on a temporary instance)
+#   3. the Python integration tests (test/integration/run.py)
 # As an ordinary user: skip installing and user switching; build if the tree
 # is writable and run both stages against the installed extension.
 #
 # Arguments are passed on to run.py (e.g. -k sigkill).  Environment:
-#   SKIP_REGRESS=1 / SKIP_INTEGRATION=1   skip a stage
+#   SKIP_ANALYZE=1 / SKIP_REGRESS=1 / SKIP_INTEGRATION=1   skip a stage
 #   SKIP_BUILD=1                          do not build and install (use what
 #                                         is installed)
 #   ETHINDEX_SUMMARY_FILE                 also write the summary line there
@@ -92,6 +93,18 @@ if [ $is_root -eq 1 ]; then
 	fi
 else
 	mkdir -p "$WORK" 2>/dev/null || WORK="$(mktemp -d /tmp/ethindex-test-XXXXXX)"
+fi
+
+# --- static analysis ---------------------------------------------------------
+
+if [ "${SKIP_ANALYZE:-0}" != 1 ]; then
+	stage "static analysis (make analyze: cppcheck)"
+	if make analyze; then
+		passed=$((passed + 1))
+	else
+		echo "run-tests: cppcheck reported problems"
+		failed=$((failed + 1))
+	fi
 fi
 
 # --- pg_regress --------------------------------------------------------------
