@@ -2,7 +2,7 @@
 
 MODULE_big = ethindex
 EXTENSION = ethindex
-DATA = sql/ethindex--0.1.sql
+DATA = sql/ethindex--0.1.sql sql/ethindex--0.2.sql sql/ethindex--0.1--0.2.sql
 PGFILEDESC = "ethindex - Ethereum indexer inside PostgreSQL"
 
 OBJS = \

@@ -118,3 +118,10 @@ SELECT pg_temp.try(b, jsonb_set(r::jsonb, '{2,logs,1,logIndex}', '"0x0"')::text)
 SELECT pg_temp.try(b, jsonb_set(r::jsonb, '{2,logs,1,transactionHash}', '"0xa1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1"')::text) FROM src;
 -- block fetched with transaction hashes only
 SELECT pg_temp.try(jsonb_set(b::jsonb, '{transactions}', '["0xa0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0"]')::text, r) FROM src;
+-- more rows than a block may have (decode.h: ETH_MAX_BLOCK_*); the limits
+-- are checked before the rows are looked at
+SELECT pg_temp.try(jsonb_set(b::jsonb, '{transactions}', (SELECT jsonb_agg('{}'::jsonb) FROM generate_series(1, 100001)))::text, r) FROM src;
+SELECT pg_temp.try(jsonb_set(b::jsonb, '{withdrawals}', (SELECT jsonb_agg(s.b::jsonb->'withdrawals'->0) FROM src s, generate_series(1, 10001)))::text, r) FROM src;
+SELECT pg_temp.try(b, jsonb_set(r::jsonb, '{4,logs}', ('[' || repeat('0,', 1000000) || '0]')::jsonb)::text) FROM src;
+-- at the limit: decoded
+SELECT count(DISTINCT d.row_number) FROM src, ethindex._decode_block(1, 100, jsonb_set(b::jsonb, '{withdrawals}', (SELECT jsonb_agg(jsonb_set(s.b::jsonb->'withdrawals'->0, '{index}', to_jsonb('0x' || to_hex(i)))) FROM src s, generate_series(1, 10000) i))::text, r) d WHERE d.table_name = 'withdrawals';

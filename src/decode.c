@@ -1032,6 +1032,7 @@ decode_jsonb(DecodeCtx *cx, const char *field, int tok)
 {
 	const jsmntok_t *t = &cx->doc->toks[tok];
 	char	   *text;
+	char	   *converted;
 	Datum		result;
 	ErrorContextCallback errcb;
 
@@ -1044,10 +1045,19 @@ decode_jsonb(DecodeCtx *cx, const char *field, int tok)
 	errcb.arg = cx;
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
-	result = DirectFunctionCall1(jsonb_in, CStringGetDatum(text));
+
+	/*
+	 * jsonb_in takes its input to be valid in the server encoding and keeps
+	 * the bytes of strings as they are; node text is UTF-8 that nothing has
+	 * checked yet.
+	 */
+	converted = pg_any_to_server(text, t->end - t->start, PG_UTF8);
+	result = DirectFunctionCall1(jsonb_in, CStringGetDatum(converted));
 	error_context_stack = errcb.previous;
 	cx->curfield = NULL;
 
+	if (converted != text)
+		pfree(converted);
 	pfree(text);
 	return result;
 }
@@ -1285,6 +1295,16 @@ decode_members(DecodeCtx *cx, ObjSpec *os, int objtok,
  * ----------------------------------------------------------------
  */
 
+/* A block may have at most "limit" rows of a kind (see decode.h). */
+static void
+check_row_limit(long long bn, const char *what, int nrows, int limit)
+{
+	if (nrows > limit)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("block %lld has %d %s, more than the limit of %d", bn, nrows, what, limit)));
+}
+
 static void
 init_rows(DecodedRows *rows, int natts, int nrows)
 {
@@ -1487,6 +1507,8 @@ eth_decode_block(DecodedBlock *out, int64 chain_id, int64 expected_number,
 	if (wds_tok >= 0 && bdoc.toks[wds_tok].type != JSMN_ARRAY)
 		report_type(&cx, "withdrawals", wds_tok, "array");
 	nwd = wds_tok >= 0 ? bdoc.toks[wds_tok].size : 0;
+	check_row_limit(bn, "transactions", ntx, ETH_MAX_BLOCK_TRANSACTIONS);
+	check_row_limit(bn, "withdrawals", nwd, ETH_MAX_BLOCK_WITHDRAWALS);
 
 	bvalues[BLK_TRANSACTION_COUNT] = Int32GetDatum(ntx);
 	bnulls[BLK_TRANSACTION_COUNT] = false;
@@ -1514,6 +1536,7 @@ eth_decode_block(DecodedBlock *out, int64 chain_id, int64 expected_number,
 		}
 	}
 
+	check_row_limit(bn, "logs", nlogs, ETH_MAX_BLOCK_LOGS);
 	init_rows(&out->tables[ETH_TABLE_TRANSACTIONS], TX_NATTS, ntx);
 	init_rows(&out->tables[ETH_TABLE_LOGS], LOG_NATTS, nlogs);
 	init_rows(&out->tables[ETH_TABLE_WITHDRAWALS], WD_NATTS, nwd);

@@ -39,6 +39,16 @@ typedef struct DecodedBlock
 } DecodedBlock;
 
 /*
+ * Most rows one block may have: far above any chain's blocks (Ethereum's
+ * hold under 2,000 transactions and 16 withdrawals), low enough that a
+ * hostile node cannot make the decoder allocate rows without bound beyond
+ * what ethindex.max_response_size already bounds.
+ */
+#define ETH_MAX_BLOCK_TRANSACTIONS	100000
+#define ETH_MAX_BLOCK_LOGS			1000000
+#define ETH_MAX_BLOCK_WITHDRAWALS	10000
+
+/*
  * eth_decode_block
  *
  * Decode the "result" of eth_getBlockByNumber(n, true) and the "result" of
@@ -51,8 +61,13 @@ typedef struct DecodedBlock
  * and transaction references, the block number equal to expected_number.
  * Any problem raises ERROR with errcode ERRCODE_INVALID_TEXT_REPRESENTATION
  * (malformed JSON or hex), ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE (does not fit)
- * or ERRCODE_DATA_EXCEPTION (missing/mismatched fields), naming the block,
- * the object and the field; nothing is returned for such a block.
+ * or ERRCODE_DATA_EXCEPTION (missing/mismatched fields) or
+ * ERRCODE_PROGRAM_LIMIT_EXCEEDED (more rows than the ETH_MAX_BLOCK_ limits),
+ * naming the block, the object and the field; nothing is returned for such a block.  The
+ * JSON arrays stored as jsonb (accessList, authorizationList) can also
+ * raise the errors of the conversion to the server encoding and of jsonb_in
+ * (ERRCODE_CHARACTER_NOT_IN_REPERTOIRE for bytes that are not UTF-8,
+ * ERRCODE_UNTRANSLATABLE_CHARACTER).
  */
 extern void eth_decode_block(DecodedBlock *out, int64 chain_id,
 							 int64 expected_number,

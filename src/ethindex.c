@@ -53,6 +53,7 @@ int			ethindex_max_chains = 4;
 int			ethindex_queue_size_kb = 32 * 1024;
 int			ethindex_rpc_timeout_ms = 30000;
 int			ethindex_max_response_kb = 64 * 1024;
+int			ethindex_max_bytes_in_flight_kb = 256 * 1024;
 char	   *ethindex_allowed_hosts = NULL;
 char	   *ethindex_denied_hosts = NULL;
 int			ethindex_max_requests_in_flight = 4;
@@ -210,6 +211,15 @@ define_gucs(void)
 							GUC_UNIT_KB,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("ethindex.max_bytes_in_flight",
+							gettext_noop("Memory of the JSON-RPC responses a chain's fetcher holds at once."),
+							gettext_noop("Responses being received or waiting to be decoded; no new request starts at the limit, and a response that would pass it fails its request (one response alone is limited by ethindex.max_response_size only)."),
+							&ethindex_max_bytes_in_flight_kb,
+							256 * 1024, 1024, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
 	DefineCustomStringVariable("ethindex.allowed_hosts",
 							   gettext_noop("Hosts that JSON-RPC endpoints may be on: names, \"*.\" domains, addresses, networks, or \"*\"."),
 							   NULL,
@@ -330,6 +340,18 @@ ethindex_worker_connect(const char *appname)
 	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+}
+
+/* Can the workers of this library run with that version of the SQL? */
+bool
+ethindex_sql_version_supported(const char *version)
+{
+	static const char *const versions[] = ETHINDEX_SQL_VERSIONS;
+
+	for (int i = 0; i < lengthof(versions); i++)
+		if (strcmp(version, versions[i]) == 0)
+			return true;
+	return false;
 }
 
 /*

@@ -42,6 +42,14 @@
 #include "queue.h"
 #include "shared.h"
 
+/*
+ * The library's version (default_version of ethindex.control), and the
+ * versions of the extension's SQL it can run: the previous one too, so that
+ * chains go on between installing a new library and ALTER EXTENSION UPDATE.
+ */
+#define ETHINDEX_VERSION			"0.2"
+#define ETHINDEX_SQL_VERSIONS		{"0.1", "0.2"}
+
 /* Limits and defaults (GUC ranges are in ethindex.c) */
 #define ETHINDEX_MAX_ENDPOINTS		8	/* endpoints per chain, see add_chain() */
 #define ETHINDEX_LAUNCHER_NAPTIME_MS 1000	/* launcher polls chains this often */
@@ -55,6 +63,7 @@ extern int	ethindex_max_chains;
 extern int	ethindex_queue_size_kb;
 extern int	ethindex_rpc_timeout_ms;
 extern int	ethindex_max_response_kb;
+extern int	ethindex_max_bytes_in_flight_kb;
 extern int	ethindex_max_requests_in_flight;
 extern int	ethindex_writer_batch_blocks;
 extern int	ethindex_retry_max_ms;
@@ -77,6 +86,7 @@ StaticAssertDecl(sizeof(ChainWorkerArgs) <= BGW_EXTRALEN,
 
 /* ethindex.c */
 extern void ethindex_check_loaded(void);
+extern bool ethindex_sql_version_supported(const char *version);
 extern void ethindex_worker_connect(const char *appname);
 extern void ethindex_wake_launcher(void);
 extern void ethindex_request_launcher_wakeup(void);

@@ -711,6 +711,7 @@ process_window_request(FetcherState *st)
 	pgstat_report_activity(STATE_IDLE, NULL);
 
 	sizing_request_done(st, w);
+	rpc_release(st->rpc, &w->request);
 	MemoryContextDelete(w->context);
 	st->window_first = (st->window_first + 1) % WINDOW_MAX;
 	st->window_count--;
@@ -959,9 +960,9 @@ fetcher_step(FetcherState *st)
 	}
 
 	/*
-	 * New requests only while the queue has room: a fetcher waiting for
-	 * queue space does not drive curl, and responses left half-read would
-	 * run into ethindex.rpc_timeout.
+	 * New requests only while the queue has room (responses waiting for
+	 * queue space would only add to the fetcher's memory) and the
+	 * responses held are below ethindex.max_bytes_in_flight.
 	 */
 	if (st->window_count < max_inflight && st->next_to_request <= target)
 	{
@@ -970,7 +971,9 @@ fetcher_step(FetcherState *st)
 
 		queue_stats(&st->slot->queue, &queued, &queued_bytes);
 		while (st->window_count < max_inflight && st->next_to_request <= target &&
-			   (st->window_count == 0 || queued_bytes < st->slot->queue.capacity / 2))
+			   (st->window_count == 0 ||
+				(queued_bytes < st->slot->queue.capacity / 2 &&
+				 rpc_held_bytes(st->rpc) < (size_t) ethindex_max_bytes_in_flight_kb * 1024)))
 		{
 			int			nblocks = (int) Min(st->request_blocks,
 											target - st->next_to_request + 1);

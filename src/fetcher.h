@@ -161,6 +161,7 @@ typedef struct FetcherState
 	int			window_limit;	/* requests allowed in flight */
 	int			published_blocks;	/* values last shown in the slot */
 	int			published_window;
+	int64		published_held;
 	int			blocks_ceiling; /* adaptive: most blocks after failures */
 	int			ceiling_successes;	/* successful requests since lowered */
 	double		bytes_per_block;	/* moving average; 0 unknown */

@@ -92,9 +92,31 @@ read_chains_work(void *arg)
 {
 	List	  **chains = (List **) arg;
 
-	if (spi_run("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'ethindex'",
+	static char warned_version[NAMEDATALEN] = "";
+	char	   *version;
+
+	if (spi_run("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'ethindex'",
 				0, NULL, NULL, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		return;
+
+	/*
+	 * The workers run the SQL of the versions this library knows; with any
+	 * other (a library older than the extension's scripts, or a version
+	 * too old to update in place) no chain runs, which the log says once.
+	 */
+	version = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (!ethindex_sql_version_supported(version))
+	{
+		if (strcmp(warned_version, version) != 0)
+			ereport(WARNING,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("ethindex: extension version \"%s\" is not supported by the loaded library (version %s); no chain runs",
+							version, ETHINDEX_VERSION),
+					 errhint("Run ALTER EXTENSION ethindex UPDATE, or install the library that matches the extension.")));
+		strlcpy(warned_version, version, sizeof(warned_version));
+		return;
+	}
+	warned_version[0] = '\0';
 	spi_run("SELECT name, enabled FROM ethindex.chains ORDER BY name",
 			0, NULL, NULL, NULL, true, 0);
 	for (uint64 i = 0; i < SPI_processed; i++)

@@ -58,6 +58,16 @@ struct RpcClient
 	RpcRequest **inflight;		/* requests added to the multi handle */
 	int			ninflight;
 	int			inflight_cap;
+
+	/*
+	 * Response bytes allocated by the requests started and not released
+	 * (in flight, or finished and waiting for the caller), limited to
+	 * ethindex.max_bytes_in_flight.  rpc_abort_all() forgets every request
+	 * of the current generation.
+	 */
+	size_t		held_bytes;
+	int			nholders;
+	uint64		generation;
 };
 
 static int
@@ -111,14 +121,25 @@ rpc_max_response(void)
 	return (size_t) ethindex_max_response_kb * 1024;
 }
 
+/* ethindex.max_bytes_in_flight in bytes */
+static size_t
+rpc_max_held(void)
+{
+	return (size_t) ethindex_max_bytes_in_flight_kb * 1024;
+}
+
 /*
  * Append a piece of a response; responses (after decompression) are
- * limited to ethindex.max_response_size, also while curl decompresses.
+ * limited to ethindex.max_response_size, also while curl decompresses, and
+ * together, the responses of the client's requests not released yet to
+ * ethindex.max_bytes_in_flight (a request alone is never refused by that
+ * limit, so that one can always complete).
  */
 static size_t
 write_callback(char *data, size_t size, size_t nmemb, void *userdata)
 {
 	RpcRequest *request = (RpcRequest *) userdata;
+	RpcClient  *client = request->client;
 	size_t		len = size * nmemb;
 
 	if (request->response_len + len > rpc_max_response())
@@ -134,6 +155,12 @@ write_callback(char *data, size_t size, size_t nmemb, void *userdata)
 		while (newcap < request->response_len + len + 1)
 			newcap *= 2;
 		newcap = Min(newcap, rpc_max_response() + 1);
+		if (client->nholders > 1 &&
+			client->held_bytes - request->held + newcap > rpc_max_held())
+		{
+			request->client_too_full = true;
+			return 0;
+		}
 		newbuf = MemoryContextAllocExtended(request->context,
 											newcap,
 											MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
@@ -144,6 +171,8 @@ write_callback(char *data, size_t size, size_t nmemb, void *userdata)
 		if (request->response)
 			pfree(request->response);
 		request->response = newbuf;
+		client->held_bytes += newcap - request->held;
+		request->held = newcap;
 		request->response_cap = newcap;
 	}
 	memcpy(request->response + request->response_len, data, len);
@@ -278,8 +307,16 @@ rpc_start(RpcClient *client, RpcRequest *request)
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not create a libcurl easy handle")));
 
+	if (request->client != NULL)
+		rpc_release(client, request);	/* started again */
 	request->response_len = 0;
 	request->response_too_large = false;
+	request->client_too_full = false;
+	request->client = client;
+	request->generation = client->generation;
+	client->nholders++;
+	request->held = request->response_cap;	/* a buffer kept from before */
+	client->held_bytes += request->held;
 	request->address_denied = false;
 	request->http_status = 0;
 	request->curl_code = CURLE_OK;
@@ -372,6 +409,33 @@ rpc_abort_all(RpcClient *client)
 	}
 	client->nsockets = 0;
 	client->sockets_changed = true;
+	client->held_bytes = 0;
+	client->nholders = 0;
+	client->generation++;
+}
+
+/*
+ * The caller is done with a request's response (or will free it with its
+ * context): it no longer counts towards ethindex.max_bytes_in_flight.
+ */
+void
+rpc_release(RpcClient *client, RpcRequest *request)
+{
+	if (request->client == client && request->generation == client->generation)
+	{
+		Assert(client->held_bytes >= request->held && client->nholders > 0);
+		client->held_bytes -= request->held;
+		client->nholders--;
+	}
+	request->held = 0;
+	request->client = NULL;
+}
+
+/* Response bytes of the requests started and not released. */
+size_t
+rpc_held_bytes(RpcClient *client)
+{
+	return client->held_bytes;
 }
 
 static void
@@ -510,11 +574,17 @@ rpc_perform(RpcClient *client, RpcRequest **requests, int nrequests)
 	PG_CATCH();
 	{
 		for (int i = 0; i < nrequests; i++)
+		{
 			if (!requests[i]->done && requests[i]->easy != NULL)
 				finish_request(client, requests[i], CURLE_ABORTED_BY_CALLBACK);
+			rpc_release(client, requests[i]);
+		}
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	/* the responses are the caller's now */
+	for (int i = 0; i < nrequests; i++)
+		rpc_release(client, requests[i]);
 }
 
 /*
@@ -528,6 +598,9 @@ rpc_request_failure(RpcRequest *request)
 
 	if (request->address_denied)
 		return psprintf("request to %s refused: its host resolves to an address of ethindex.denied_hosts", url);
+	if (request->client_too_full)
+		return psprintf("response from %s refused: the chain's responses in memory reached ethindex.max_bytes_in_flight (%d kB)",
+						url, ethindex_max_bytes_in_flight_kb);
 	if (request->response_too_large || request->curl_code == CURLE_FILESIZE_EXCEEDED)
 		return psprintf("response from %s exceeds ethindex.max_response_size (%d kB)", url,
 						ethindex_max_response_kb);

@@ -31,6 +31,10 @@ typedef struct RpcRequest
 	size_t		response_len;
 	size_t		response_cap;
 	bool		response_too_large;
+	bool		client_too_full;	/* ethindex.max_bytes_in_flight reached */
+	size_t		held;			/* bytes counted in the client's total */
+	uint64		generation;		/* client's generation when started */
+	struct RpcClient *client;
 	bool		address_denied; /* an address in ethindex.denied_hosts */
 	long		http_status;
 	CURLcode	curl_code;
@@ -49,6 +53,8 @@ extern void rpc_wait(RpcClient *client, long timeout_ms);
 extern int	rpc_in_flight(RpcClient *client);
 extern void rpc_perform(RpcClient *client, RpcRequest **requests, int nrequests);
 extern void rpc_abort_all(RpcClient *client);
+extern void rpc_release(RpcClient *client, RpcRequest *request);
+extern size_t rpc_held_bytes(RpcClient *client);
 extern char *rpc_request_failure(RpcRequest *request);
 extern char *rpc_url_for_display(const char *url, int position);
 

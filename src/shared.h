@@ -231,6 +231,7 @@ typedef struct ChainSlot
 	int			nwriters;		/* insert workers of this generation */
 	int			request_blocks; /* blocks per request, as the fetcher adapts it */
 	int			window_limit;	/* requests in flight the fetcher allows itself */
+	int64		response_bytes; /* response memory the fetcher holds */
 	char		endpoint[ETHINDEX_ENDPOINT_LEN];	/* endpoint in use */
 	char		last_error[ETHINDEX_ERROR_LEN];
 	TimestampTz last_error_at;

@@ -75,19 +75,27 @@ sizing_window_cap(void)
 	return Min(ethindex_max_requests_in_flight, WINDOW_MAX);
 }
 
-/* Show the current request sizing in the chain's status, if it changed. */
+/*
+ * Show the current request sizing, and the response memory held, in the
+ * chain's status, if they changed.
+ */
 void
 sizing_publish(FetcherState *st)
 {
+	int64		held = (int64) rpc_held_bytes(st->rpc);
+
 	if (st->request_blocks == st->published_blocks &&
-		st->window_limit == st->published_window)
+		st->window_limit == st->published_window &&
+		held == st->published_held)
 		return;
 	SpinLockAcquire(&st->slot->mutex);
 	st->slot->request_blocks = st->request_blocks;
 	st->slot->window_limit = st->window_limit;
+	st->slot->response_bytes = held;
 	SpinLockRelease(&st->slot->mutex);
 	st->published_blocks = st->request_blocks;
 	st->published_window = st->window_limit;
+	st->published_held = held;
 }
 
 /* Start a new measuring epoch with the next request put in flight. */

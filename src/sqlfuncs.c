@@ -70,7 +70,13 @@ state_name(ChainRunState state)
 	return "unknown";
 }
 
-#define RUNTIME_STATE_COLS 16
+/*
+ * Columns of _runtime_state(): 16 in version 0.1 of the extension's SQL,
+ * 17 since 0.2 (response_bytes).  The library serves both, so that status
+ * reads work between installing a new library and ALTER EXTENSION UPDATE.
+ */
+#define RUNTIME_STATE_COLS_0_1 16
+#define RUNTIME_STATE_COLS 17
 
 /*
  * One row per chain slot in use: the workers' view of the chain.  Values
@@ -83,6 +89,13 @@ ethindex_runtime_state(PG_FUNCTION_ARGS)
 	int64		now_second = GetCurrentTimestamp() / USECS_PER_SEC;
 
 	InitMaterializedSRF(fcinfo, 0);
+	if (rsinfo->setDesc->natts != RUNTIME_STATE_COLS &&
+		rsinfo->setDesc->natts != RUNTIME_STATE_COLS_0_1)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("ethindex._runtime_state() is declared with %d columns, the library returns %d",
+						rsinfo->setDesc->natts, RUNTIME_STATE_COLS),
+				 errhint("Run ALTER EXTENSION ethindex UPDATE.")));
 	if (ethindex_shared == NULL)
 		return (Datum) 0;
 
@@ -111,6 +124,7 @@ ethindex_runtime_state(PG_FUNCTION_ARGS)
 		memcpy(copy.writer_pids, slot->writer_pids, sizeof(copy.writer_pids));
 		copy.request_blocks = slot->request_blocks;
 		copy.window_limit = slot->window_limit;
+		copy.response_bytes = slot->response_bytes;
 		memcpy(copy.endpoint, slot->endpoint, sizeof(copy.endpoint));
 		memcpy(copy.last_error, slot->last_error, sizeof(copy.last_error));
 		copy.last_error_at = slot->last_error_at;
@@ -180,6 +194,8 @@ ethindex_runtime_state(PG_FUNCTION_ARGS)
 		nulls[14] = copy.window_limit <= 0;
 		values[15] = Float8GetDatum((double) head_requests * 60.0 / fetcher_window);
 		nulls[15] = copy.fetcher_pid == 0;
+		values[16] = Int64GetDatum(copy.response_bytes);
+		nulls[16] = copy.fetcher_pid == 0;
 
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

@@ -12,6 +12,12 @@ endpoint, as during every long index build).  Checked: the fetcher waited
 for room in the queue, the chain then completes with no error recorded, and
 every row equals the node's data.
 
+A second chain shows the bound on the memory of responses: with
+ethindex.max_bytes_in_flight at 1 MB and responses of about 300 kB (one
+block each, four requests in flight), responses that would pass the limit
+fail their request with an error that names the setting, and the chain still
+completes with every row equal to the node's data.
+
 Run:  runuser -u ethindex -- python3 test/integration/run.py -k flow
 """
 
@@ -33,6 +39,8 @@ NBLOCKS = 200
 BATCH = 50              # blocks per request: responses of about 15 MB
 BLOCK_INPUT = 150000    # bytes of transaction input per block
 RPC_TIMEOUT_MS = 2000
+MEM_CHAIN = "mem"
+MEM_CHAIN_ID = 940002
 TEST_TIMEOUT = 120
 
 SETTINGS = {
@@ -48,12 +56,12 @@ replay = None
 tmpdir = None
 
 
-def padded_chain():
+def padded_chain(chain_id=CHAIN_ID):
     """The synthetic chain with BLOCK_INPUT bytes of transaction input per
     block with transactions: a few such blocks fill the queue, and a
     response is larger than what the kernel buffers for a socket, so that
     it is only complete if the fetcher reads it."""
-    chain = synthchain.generate(NBLOCKS, chain_id=CHAIN_ID)
+    chain = synthchain.generate(NBLOCKS, chain_id=chain_id)
     for number, (block, _receipts) in chain.items():
         txs = block["transactions"]
         for i, tx in enumerate(txs):
@@ -66,6 +74,7 @@ def setup_module(module=None):
     try:
         replay = RpcServer(et.free_port(PORT_BASE, PORT_BASE + 10)).start()
         replay.add_chain(Chain(CHAIN, CHAIN_ID, padded_chain()))
+        replay.add_chain(Chain(MEM_CHAIN, MEM_CHAIN_ID, padded_chain(MEM_CHAIN_ID)))
         cluster, tmpdir = et.start_extension_cluster(
             "ethindex-flow-", et.free_port(PORT_BASE + 10, PORT_BASE + 20), SETTINGS)
     except BaseException:
@@ -125,4 +134,32 @@ def test_full_queue_keeps_requests_alive():
     assert st["last_error"] is None, st
     assert "timed out" not in cluster.log_text(), cluster.log_tail(30)
     problems = et.compare_chain(cluster, replay.chain_url(CHAIN), CHAIN_ID, 0, NBLOCKS - 1)
+    assert not problems, "\n".join(problems[:30])
+
+
+def test_responses_in_memory_are_bounded():
+    cluster.psql("ALTER SYSTEM SET ethindex.max_bytes_in_flight = '1MB'")
+    cluster.psql("SELECT pg_reload_conf()")
+    mark = cluster.log_position()
+    cluster.psql("SELECT ethindex.add_chain('%s', ARRAY['%s'], chain_id => %d, batch_size => 1); "
+                 "SELECT ethindex.start('%s')"
+                 % (MEM_CHAIN, replay.chain_url(MEM_CHAIN), MEM_CHAIN_ID, MEM_CHAIN))
+    peak = 0
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        st = cluster.chain_status(MEM_CHAIN)
+        peak = max(peak, int(st["response_bytes"] or 0))
+        if st["indexed_through"] is not None and int(st["indexed_through"]) == NBLOCKS - 1:
+            break
+        time.sleep(0.02)
+    st = cluster.chain_status(MEM_CHAIN)
+    assert st["indexed_through"] is not None and int(st["indexed_through"]) == NBLOCKS - 1, \
+        (st, cluster.log_tail(30))
+    log = cluster.log_text()[mark:]
+    assert "the chain's responses in memory reached ethindex.max_bytes_in_flight (1024 kB)" \
+        in log, cluster.log_tail(30)
+    # never more than the limit and one response's buffer (512 kB) beyond it
+    assert 0 < peak <= 1536 * 1024, peak
+    problems = et.compare_chain(cluster, replay.chain_url(MEM_CHAIN), MEM_CHAIN_ID, 0,
+                                NBLOCKS - 1)
     assert not problems, "\n".join(problems[:30])

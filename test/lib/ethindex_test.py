@@ -351,17 +351,19 @@ def sql_literal(s):
     return "'" + str(s).replace("'", "''") + "'"
 
 
-def start_extension_cluster(prefix, port, settings=None):
+def start_extension_cluster(prefix, port, settings=None, version=None):
     """A throwaway cluster in a new temporary directory (prefix), with
-    database ethindex_test, the extension created in it and its launcher
-    running.  Returns (cluster, tmpdir); on failure cleans up and raises."""
+    database ethindex_test, the extension created in it (of the given
+    version; default: the default version) and its launcher running.
+    Returns (cluster, tmpdir); on failure cleans up and raises."""
     tmpdir = tempfile.mkdtemp(prefix=prefix)
     cluster = PgCluster(tmpdir, port, settings=settings)
     try:
         cluster.init()
         cluster.start()
         cluster.createdb("ethindex_test")
-        cluster.psql("CREATE EXTENSION ethindex")
+        cluster.psql("CREATE EXTENSION ethindex" +
+                     (" VERSION %s" % sql_literal(version) if version else ""))
         # the launcher may have exited once before the database existed;
         # from here on it must not exit at all
         cluster.wait_until("SELECT count(*) = 1 FROM pg_stat_activity "
