@@ -219,6 +219,14 @@ def test_fault_malformed_json():
                {"kind": "malformed_json", "method": "eth_getBlockByNumber"})
 
 
+def test_fault_invalid_utf8_in_access_list():
+    # bytes that are not UTF-8 in a string of a field stored as jsonb
+    fault_case("utf8", ['invalid byte sequence for encoding "UTF8": 0xff'],
+               {"kind": "replace_bytes", "method": "eth_getBlockByNumber",
+                "find": '"storageKeys":["',
+                "replace_hex": '"storageKeys":["'.encode().hex() + "ff"})
+
+
 def test_fault_missing_block_hash():
     fault_case("nohash", ['missing field "hash" in block %d' % N],
                {"kind": "remove_field", "method": "eth_getBlockByNumber", "path": "hash"})

@@ -21,9 +21,11 @@ completes with every row equal to the node's data.
 Run:  runuser -u ethindex -- python3 test/integration/run.py -k flow
 """
 
+import json
 import os
 import sys
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
@@ -38,7 +40,7 @@ CHAIN_ID = 940001
 NBLOCKS = 200
 BATCH = 50              # blocks per request: responses of about 15 MB
 BLOCK_INPUT = 150000    # bytes of transaction input per block
-RPC_TIMEOUT_MS = 2000
+RPC_TIMEOUT_MS = 5000
 MEM_CHAIN = "mem"
 MEM_CHAIN_ID = 940002
 TEST_TIMEOUT = 120
@@ -69,12 +71,29 @@ def padded_chain(chain_id=CHAIN_ID):
     return chain
 
 
+def warm_up(url):
+    """Ask the replay server for every block and receipt list once, so that
+    it has them serialized: the 15 MB responses must not take the server
+    longer than the request time limit to produce on a loaded machine."""
+    calls = []
+    for n in range(NBLOCKS):
+        calls.append({"jsonrpc": "2.0", "id": 2 * n, "method": "eth_getBlockByNumber",
+                      "params": [hex(n), True]})
+        calls.append({"jsonrpc": "2.0", "id": 2 * n + 1, "method": "eth_getBlockReceipts",
+                      "params": [hex(n)]})
+    req = urllib.request.Request(url, data=json.dumps(calls).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        assert len(json.loads(r.read())) == len(calls)
+
+
 def setup_module(module=None):
     global cluster, replay, tmpdir
     try:
         replay = RpcServer(et.free_port(PORT_BASE, PORT_BASE + 10)).start()
         replay.add_chain(Chain(CHAIN, CHAIN_ID, padded_chain()))
         replay.add_chain(Chain(MEM_CHAIN, MEM_CHAIN_ID, padded_chain(MEM_CHAIN_ID)))
+        warm_up(replay.chain_url(CHAIN))
         cluster, tmpdir = et.start_extension_cluster(
             "ethindex-flow-", et.free_port(PORT_BASE + 10, PORT_BASE + 20), SETTINGS)
     except BaseException:

@@ -20,6 +20,8 @@ Fault kinds (Fault.KINDS):
     malformed_json   body cut to "keep" bytes (default: half)
     close            connection closed without an answer
     delay            seconds=... before answering (the answer is intact)
+    replace_bytes    the first occurrence of find=<text> in the body replaced
+                     by the bytes replace_hex=<hex> (any bytes, e.g. not UTF-8)
   content, affect the matching call's answer only:
     null_result      "result": null
     rpc_error        "error": {code (default -32000), message}
@@ -296,7 +298,7 @@ class ProxyChain:
 # ---------------------------------------------------------------------------
 
 class Fault:
-    TRANSPORT = ("http_status", "malformed_json", "close", "delay")
+    TRANSPORT = ("http_status", "malformed_json", "close", "delay", "replace_bytes")
     CONTENT = ("null_result", "rpc_error", "method_not_found", "remove_field",
                "replace_field", "drop_item")
     KINDS = TRANSPORT + CONTENT
@@ -826,6 +828,9 @@ class RpcServer:
                 if "retry_after" in p:
                     headers["Retry-After"] = str(p["retry_after"])
                 h._send(status, body.encode() if isinstance(body, str) else body, headers)
+                return True
+            if f.kind == "replace_bytes":
+                h._send(200, data.replace(p["find"].encode(), bytes.fromhex(p["replace_hex"]), 1))
                 return True
             if f.kind == "malformed_json":
                 keep = p.get("keep")
