@@ -1,4 +1,4 @@
-/* sql/ethindex--0.1.sql: schema, tables and SQL interface of ethindex 0.1 */
+/* sql/ethindex--0.2.sql: schema, tables and SQL interface of ethindex 0.2 */
 
 -- complain if script is sourced in psql, rather than via CREATE EXTENSION
 \echo Use "CREATE EXTENSION ethindex" to load this file. \quit
@@ -470,7 +470,8 @@ CREATE FUNCTION _runtime_state(
 	OUT last_error_at timestamptz,
 	OUT request_blocks integer,
 	OUT request_window integer,
-	OUT head_requests_per_minute double precision)
+	OUT head_requests_per_minute double precision,
+	OUT response_bytes bigint)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'ethindex_runtime_state'
 LANGUAGE C VOLATILE PARALLEL RESTRICTED;
@@ -814,7 +815,8 @@ CREATE FUNCTION status(
 	OUT safe_through bigint,
 	OUT finalized_through bigint,
 	OUT head_requests_per_minute double precision,
-	OUT reorgs bigint)
+	OUT reorgs bigint,
+	OUT response_bytes bigint)
 RETURNS SETOF record
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -846,7 +848,8 @@ AS $$
 		   c.safe_through,
 		   c.finalized_through,
 		   r.head_requests_per_minute,
-		   (SELECT count(*) FROM ethindex.reorgs g WHERE g.chain_id = c.chain_id)
+		   (SELECT count(*) FROM ethindex.reorgs g WHERE g.chain_id = c.chain_id),
+		   r.response_bytes
 	FROM ethindex.chains c
 	LEFT JOIN ethindex._runtime_state() r ON r.name = c.name
 	ORDER BY c.name
