@@ -121,6 +121,8 @@ rpc_max_response(void)
 	return (size_t) ethindex_max_response_kb * 1024;
 }
 
+static void start_request(RpcClient *client, RpcRequest *request, bool counted);
+
 /* ethindex.max_bytes_in_flight in bytes */
 static size_t
 rpc_max_held(void)
@@ -131,9 +133,10 @@ rpc_max_held(void)
 /*
  * Append a piece of a response; responses (after decompression) are
  * limited to ethindex.max_response_size, also while curl decompresses, and
- * together, the responses of the client's requests not released yet to
+ * together, the responses of the counted requests not released yet to
  * ethindex.max_bytes_in_flight (a request alone is never refused by that
- * limit, so that one can always complete).
+ * limit, so that one can always complete; the calls of rpc_perform() are
+ * not counted).
  */
 static size_t
 write_callback(char *data, size_t size, size_t nmemb, void *userdata)
@@ -155,7 +158,7 @@ write_callback(char *data, size_t size, size_t nmemb, void *userdata)
 		while (newcap < request->response_len + len + 1)
 			newcap *= 2;
 		newcap = Min(newcap, rpc_max_response() + 1);
-		if (client->nholders > 1 &&
+		if (request->counted && client->nholders > 1 &&
 			client->held_bytes - request->held + newcap > rpc_max_held())
 		{
 			request->client_too_full = true;
@@ -171,8 +174,11 @@ write_callback(char *data, size_t size, size_t nmemb, void *userdata)
 		if (request->response)
 			pfree(request->response);
 		request->response = newbuf;
-		client->held_bytes += newcap - request->held;
-		request->held = newcap;
+		if (request->counted)
+		{
+			client->held_bytes += newcap - request->held;
+			request->held = newcap;
+		}
 		request->response_cap = newcap;
 	}
 	memcpy(request->response + request->response_len, data, len);
@@ -286,9 +292,23 @@ rpc_request_init(RpcRequest *request, const char *url, const char *display)
 	initStringInfo(&request->body);
 }
 
-/* Put a request in flight; rpc_wait() makes progress on it. */
+/*
+ * Put a request in flight; rpc_wait() makes progress on it.  Its response
+ * counts towards ethindex.max_bytes_in_flight until rpc_release().
+ */
 void
 rpc_start(RpcClient *client, RpcRequest *request)
+{
+	start_request(client, request, true);
+}
+
+/*
+ * Put a request in flight; "counted": its response counts towards
+ * ethindex.max_bytes_in_flight (a request whose completion the caller waits
+ * for, from rpc_perform(), is limited by ethindex.max_response_size only).
+ */
+static void
+start_request(RpcClient *client, RpcRequest *request, bool counted)
 {
 	CURL	   *easy;
 
@@ -314,9 +334,13 @@ rpc_start(RpcClient *client, RpcRequest *request)
 	request->client_too_full = false;
 	request->client = client;
 	request->generation = client->generation;
-	client->nholders++;
-	request->held = request->response_cap;	/* a buffer kept from before */
-	client->held_bytes += request->held;
+	request->counted = counted;
+	if (counted)
+	{
+		client->nholders++;
+		request->held = request->response_cap;	/* a buffer kept from before */
+		client->held_bytes += request->held;
+	}
 	request->address_denied = false;
 	request->http_status = 0;
 	request->curl_code = CURLE_OK;
@@ -421,13 +445,15 @@ rpc_abort_all(RpcClient *client)
 void
 rpc_release(RpcClient *client, RpcRequest *request)
 {
-	if (request->client == client && request->generation == client->generation)
+	if (request->counted && request->client == client &&
+		request->generation == client->generation)
 	{
 		Assert(client->held_bytes >= request->held && client->nholders > 0);
 		client->held_bytes -= request->held;
 		client->nholders--;
 	}
 	request->held = 0;
+	request->counted = false;
 	request->client = NULL;
 }
 
@@ -563,7 +589,7 @@ rpc_perform(RpcClient *client, RpcRequest **requests, int nrequests)
 		int			running = 0;
 
 		for (int i = 0; i < nrequests; i++)
-			rpc_start(client, requests[i]);
+			start_request(client, requests[i], false);
 		curl_multi_socket_action(client->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 		collect_finished(client);
 
@@ -574,17 +600,11 @@ rpc_perform(RpcClient *client, RpcRequest **requests, int nrequests)
 	PG_CATCH();
 	{
 		for (int i = 0; i < nrequests; i++)
-		{
 			if (!requests[i]->done && requests[i]->easy != NULL)
 				finish_request(client, requests[i], CURLE_ABORTED_BY_CALLBACK);
-			rpc_release(client, requests[i]);
-		}
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	/* the responses are the caller's now */
-	for (int i = 0; i < nrequests; i++)
-		rpc_release(client, requests[i]);
 }
 
 /*

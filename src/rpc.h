@@ -32,6 +32,7 @@ typedef struct RpcRequest
 	size_t		response_cap;
 	bool		response_too_large;
 	bool		client_too_full;	/* ethindex.max_bytes_in_flight reached */
+	bool		counted;		/* counts towards max_bytes_in_flight */
 	size_t		held;			/* bytes counted in the client's total */
 	uint64		generation;		/* client's generation when started */
 	struct RpcClient *client;
