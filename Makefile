@@ -67,3 +67,10 @@ CPPCHECK_FLAGS = --quiet --enable=warning,portability --inline-suppr --std=c99 \
 	-DLIBCURL_VERSION_NUM=0x075800 -DJANSSON_VERSION_HEX=0x020e00
 analyze:
 	cppcheck $(CPPCHECK_FLAGS) src/*.c
+
+# libFuzzer harnesses of the decoders (fuzz/; built by fuzz/Makefile with
+# clang, never by PGXS): build, regressions, then FUZZ_SECONDS (default 20)
+# of fuzzing per harness; see docs/fuzzing.md.
+.PHONY: fuzz
+fuzz:
+	fuzz/run.sh

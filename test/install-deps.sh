@@ -17,9 +17,11 @@ TEST_USER=ethindex
 
 log() { echo "install-deps: $*"; }
 
+# clang-14 and libclang-rt-14-dev: the libFuzzer harnesses (make fuzz)
 packages=(postgresql-15 postgresql-server-dev-15 postgresql-contrib
           build-essential libcurl4-openssl-dev libjansson-dev libjsmn-dev
-          libhiredis-dev redis-server python3 cppcheck)
+          libhiredis-dev redis-server python3 cppcheck
+          clang-14 libclang-rt-14-dev)
 
 is_installed() {
 	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'

@@ -6,13 +6,16 @@
 # the extension, then run as the unprivileged user "ethindex" (PostgreSQL
 # refuses to run as root):
 #   1. static analysis (make analyze: cppcheck)
-#   2. the pg_regress suite (make installcheck, on a temporary instance)
-#   3. the Python integration tests (test/integration/run.py)
+#   2. brief fuzzing of the decoders (fuzz/run.sh; runs as root too)
+#   3. the pg_regress suite (make installcheck, on a temporary instance)
+#   4. the Python integration tests (test/integration/run.py)
 # As an ordinary user: skip installing and user switching; build if the tree
 # is writable and run both stages against the installed extension.
 #
 # Arguments are passed on to run.py (e.g. -k sigkill).  Environment:
-#   SKIP_ANALYZE=1 / SKIP_REGRESS=1 / SKIP_INTEGRATION=1   skip a stage
+#   SKIP_ANALYZE=1 / SKIP_FUZZ=1 / SKIP_REGRESS=1 / SKIP_INTEGRATION=1
+#                                         skip a stage
+#   FUZZ_SECONDS                          fuzzing per harness (default 15)
 #   SKIP_BUILD=1                          do not build and install (use what
 #                                         is installed)
 #   ETHINDEX_SUMMARY_FILE                 also write the summary line there
@@ -103,6 +106,29 @@ if [ "${SKIP_ANALYZE:-0}" != 1 ]; then
 		passed=$((passed + 1))
 	else
 		echo "run-tests: cppcheck reported problems"
+		failed=$((failed + 1))
+	fi
+fi
+
+# --- fuzzing -----------------------------------------------------------------
+
+# The libFuzzer harnesses of the decoders, briefly (make fuzz and
+# docs/fuzzing.md for longer runs): built with clang outside the PGXS build,
+# into $WORK/fuzz, so that neither the tree nor fuzz/build and fuzz/work are
+# touched; the regressions and seeds, then FUZZ_SECONDS (15) per harness,
+# as many at a time as there are cores.
+if [ "${SKIP_FUZZ:-0}" != 1 ]; then
+	fuzz_seconds="${FUZZ_SECONDS:-15}"
+	stage "fuzzing (fuzz/run.sh, ${fuzz_seconds}s per harness)"
+	fuzz_out="$WORK/fuzz"
+	if ! mkdir -p "$fuzz_out" 2>/dev/null || [ ! -w "$fuzz_out" ]; then
+		fuzz_out="$(mktemp -d /tmp/ethindex-fuzz-XXXXXX)"
+	fi
+	if FUZZ_SECONDS="$fuzz_seconds" FUZZ_JOBS="$(nproc)" \
+		FUZZ_BUILD="$fuzz_out/build" FUZZ_WORK="$fuzz_out/work" fuzz/run.sh; then
+		passed=$((passed + 1))
+	else
+		echo "run-tests: fuzzing found a problem (logs and crash inputs in $fuzz_out/work)"
 		failed=$((failed + 1))
 	fi
 fi
