@@ -42,16 +42,43 @@ REGRESS_OUTDIR ?= test/tmp/regress
 # --enable-depend): the workers share structs across files.
 override autodepend = yes
 
+# SANITIZE=1: build with AddressSanitizer and UndefinedBehaviorSanitizer
+# (make test-sanitize does, out of tree, against a private copy of the
+# server; see test/run-tests.sh).  With clang, whose ASan runtime has the
+# UBSan handlers too (gcc's libubsan is a runtime of its own, whose reports
+# cannot go to the same files as ASan's); the library needs that runtime
+# preloaded into the server.  No JIT bitcode (code inlined by the JIT would
+# be unchecked), and no _FORTIFY_SOURCE (ASan does not check __memcpy_chk
+# and the like).
+ifeq ($(SANITIZE),1)
+SANITIZE_CC ?= clang-14
+override with_llvm = no
+endif
+
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-.PHONY: test demo bench deps analyze
+ifeq ($(SANITIZE),1)
+override CC = $(SANITIZE_CC)
+override CFLAGS := $(filter-out -O2 -fexcess-precision=standard -Wimplicit-fallthrough=3 \
+	-Wcast-function-type -Wno-format-truncation -Wno-stringop-truncation,$(CFLAGS)) \
+	-O1 -Wno-ignored-attributes -Wno-compound-token-split-by-macro \
+	-fsanitize=address,undefined -fno-omit-frame-pointer
+override CPPFLAGS += -U_FORTIFY_SOURCE
+SHLIB_LINK += -fsanitize=address,undefined
+endif
+
+.PHONY: test test-sanitize demo bench deps analyze
 deps:
 	test/install-deps.sh
 
 test:
 	test/run-tests.sh
+
+# the tests with the extension built with sanitizers (see test/run-tests.sh)
+test-sanitize:
+	SANITIZE=1 test/run-tests.sh
 
 demo:
 	test/demo.sh

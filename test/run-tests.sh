@@ -9,6 +9,8 @@
 #   2. brief fuzzing of the decoders (fuzz/run.sh; runs as root too)
 #   3. the pg_regress suite (make installcheck, on a temporary instance)
 #   4. the Python integration tests (test/integration/run.py)
+#   5. pg_regress and some integration tests again, with the extension built
+#      with sanitizers (SANITIZE=1, below)
 # As an ordinary user: skip installing and user switching; build if the tree
 # is writable and run both stages against the installed extension.
 #
@@ -19,6 +21,19 @@
 #   SKIP_BUILD=1                          do not build and install (use what
 #                                         is installed)
 #   ETHINDEX_SUMMARY_FILE                 also write the summary line there
+#   SANITIZE=1 (make test-sanitize)       instead of the build, install,
+#                                         analysis and fuzzing: pg_regress
+#                                         and the integration tests (those of
+#                                         SANITIZE_MODULES, default all) with
+#                                         the extension built with ASan and
+#                                         UBSan, in a private copy of the
+#                                         server (see "sanitizers" below),
+#                                         in /tmp/ethindex-test-sanitize
+#   SKIP_SANITIZE=1                       without it (and without
+#                                         arguments), make test ends with
+#                                         that run, for SANITIZE_MODULES
+#                                         (default: fixtures faults security
+#                                         upgrade; "" for all)
 #
 # The last line of output is "N passed, N failed"; the exit status is
 # non-zero if anything failed.
@@ -29,7 +44,11 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 TEST_USER=ethindex
+SANITIZE=${SANITIZE:-0}
 WORK=/tmp/ethindex-test
+if [ "$SANITIZE" = 1 ]; then
+	WORK=/tmp/ethindex-test-sanitize
+fi
 passed=0
 failed=0
 
@@ -65,6 +84,14 @@ if [ $is_root -eq 1 ]; then
 	fi
 fi
 
+# SANITIZE=1 (make test-sanitize): see "sanitizers" below; the tree's own
+# build and the installed extension are left alone.
+if [ "$SANITIZE" = 1 ]; then
+	SKIP_BUILD=1
+	SKIP_ANALYZE=1
+	SKIP_FUZZ=1
+fi
+
 if [ "${SKIP_BUILD:-0}" != 1 ] && { [ $is_root -eq 1 ] || [ -w "$root" ]; }; then
 	stage "build (warnings are errors)"
 	if ! make -j"$(nproc)" COPT='-Werror'; then
@@ -96,6 +123,113 @@ if [ $is_root -eq 1 ]; then
 	fi
 else
 	mkdir -p "$WORK" 2>/dev/null || WORK="$(mktemp -d /tmp/ethindex-test-XXXXXX)"
+fi
+
+# --- sanitizers (SANITIZE=1) -------------------------------------------------
+
+# The extension built with AddressSanitizer and UndefinedBehaviorSanitizer
+# (Makefile, SANITIZE=1: clang, the UBSan handlers in the ASan runtime), out
+# of tree in $WORK/sanitize/build, and installed into a private copy of the
+# server's installation, $WORK/sanitize/pg (PostgreSQL finds its libraries
+# and share directory relative to its programs), whose "postgres" is a
+# script that starts the real program (postgres.bin) with the ASan runtime
+# preloaded.  pg_regress and the integration tests use that copy
+# (--bindir, PG_BINDIR), so every server they start, and only the servers,
+# run under the runtime.  Each report goes to a file in
+# $WORK/sanitize/reports; the last stage fails if there is any.  ASan
+# errors end the process (the server restarts as after a crash), UBSan
+# reports do not.  The integration modules: $SANITIZE_MODULES (names
+# without test_ and .py, space-separated), default all.
+#
+# Next to the runtime, a small library defines swift_demangle: without it
+# the runtime hangs the server at start.  The first malloc initializes it,
+# and that happens in libgpg-error's constructor (a dependency of
+# libsystemd's), inside bindtextdomain, which holds glibc's _nl_state_lock;
+# the runtime looks up swift_demangle with dlsym, and the dlerror() that
+# follows the failed lookup translates its message, taking that lock again:
+# the lock's count is corrupted, and the next bindtextdomain (in main())
+# waits forever (google/sanitizers#1270).  A successful lookup leaves
+# dlerror nothing to translate.  The symbolizer calls it only for Swift
+# names, and NULL means "not demangled".
+if [ "$SANITIZE" = 1 ]; then
+	stage "build with sanitizers, install into a private copy of the server"
+	san="$WORK/sanitize"
+	san_cc="${SANITIZE_CC:-clang-14}"
+	sys_config="${PG_CONFIG:-pg_config}"
+	rm -rf "$san"
+	mkdir -p "$san/pg" "$san/build/src"
+	if [ $is_root -eq 1 ]; then
+		install -d -o "$TEST_USER" -g "$(id -gn "$TEST_USER")" "$san/reports"
+	else
+		mkdir -p "$san/reports"
+	fi
+	sys_bindir="$("$sys_config" --bindir)" &&
+		sys_share="$("$sys_config" --sharedir)" &&
+		sys_include="$("$sys_config" --includedir)"
+	san_ok=$?
+	for d in "$(dirname "$sys_bindir")" "$sys_share"; do
+		[ $san_ok -eq 0 ] || break
+		mkdir -p "$san/pg$(dirname "$d")" && cp -a "$d" "$san/pg$(dirname "$d")/"
+		san_ok=$?
+	done
+	if [ $san_ok -eq 0 ]; then
+		mkdir -p "$san/pg$(dirname "$sys_include")" &&
+			ln -s "$sys_include" "$san/pg$sys_include"
+		san_ok=$?
+	fi
+	san_bindir="$san/pg$sys_bindir"
+	san_make=(make -C "$san/build" -f "$root/Makefile" SANITIZE=1
+	          SANITIZE_CC="$san_cc" PG_CONFIG="$san_bindir/pg_config")
+	runtime="$("$san_cc" -print-file-name=libclang_rt.asan-x86_64.so)"
+	if [ $san_ok -eq 0 ] && [ "$("$san_bindir/pg_config" --pkglibdir)" != "$san/pg$("$sys_config" --pkglibdir)" ]; then
+		echo "run-tests: the copy of the server in $san/pg does not find its own libraries"
+		san_ok=1
+	fi
+	if [ $san_ok -eq 0 ] && [ ! -f "$runtime" ]; then
+		echo "run-tests: no ASan runtime ($runtime); libclang-rt-14-dev is needed"
+		san_ok=1
+	fi
+	if [ $san_ok -eq 0 ]; then
+		"${san_make[@]}" -j"$(nproc)" && "${san_make[@]}" install >/dev/null
+		san_ok=$?
+	fi
+	if [ $san_ok -eq 0 ]; then
+		cat >"$san/preload.c" <<'EOF'
+/* see test/run-tests.sh, "sanitizers" */
+#include <stddef.h>
+#include <stdint.h>
+
+char	   *swift_demangle(const char *name, size_t len, char *buf,
+						   size_t *buflen, uint32_t flags);
+
+char *
+swift_demangle(const char *name, size_t len, char *buf, size_t *buflen,
+			   uint32_t flags)
+{
+	return NULL;
+}
+EOF
+		"$san_cc" -shared -fPIC -O2 -o "$san/preload.so" "$san/preload.c" &&
+			mv "$san_bindir/postgres" "$san_bindir/postgres.bin" &&
+			cat >"$san_bindir/postgres" <<EOF &&
+#!/bin/sh
+# test/run-tests.sh (SANITIZE=1): the server under the ASan runtime
+export LD_PRELOAD="$runtime $san/preload.so"
+export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:disable_coredump=1:log_path=$san/reports/report"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=0:log_path=$san/reports/report"
+exec "$san_bindir/postgres.bin" "\$@"
+EOF
+			chmod 755 "$san_bindir/postgres" &&
+			timeout 60 "$san_bindir/postgres" -V
+		san_ok=$?
+	fi
+	if [ $san_ok -ne 0 ]; then
+		echo "run-tests: building or installing with sanitizers failed"
+		failed=$((failed + 1))
+		finish
+	fi
+	chmod -R a+rX "$san/pg" "$san/build"
+	passed=$((passed + 1))
 fi
 
 # --- static analysis ---------------------------------------------------------
@@ -140,7 +274,11 @@ if [ "${SKIP_REGRESS:-0}" != 1 ]; then
 	outdir="$WORK/regress"
 	as_user rm -rf "$outdir"
 	as_user mkdir -p "$outdir"
-	as_user timeout 900 make installcheck REGRESS_OUTDIR="$outdir" 2>&1 | tee "$WORK/installcheck.out"
+	regress_make=(make)
+	if [ "$SANITIZE" = 1 ]; then
+		regress_make=("${san_make[@]}")
+	fi
+	as_user timeout 900 "${regress_make[@]}" installcheck REGRESS_OUTDIR="$outdir" 2>&1 | tee "$WORK/installcheck.out"
 	rc=${PIPESTATUS[0]}
 	ok=$(grep -cE '\.\.\. ok( |$)' "$WORK/installcheck.out" || true)
 	bad=$(grep -cE '\.\.\. (FAILED|failed)' "$WORK/installcheck.out" || true)
@@ -167,7 +305,18 @@ fi
 if [ "${SKIP_INTEGRATION:-0}" != 1 ]; then
 	stage "integration tests (test/integration/run.py)"
 	out="$WORK/integration.out"
-	(cd "$WORK" && as_user timeout --kill-after=30 1500 python3 -u "$root/test/integration/run.py" "$@") 2>&1 | tee "$out"
+	modules=()
+	int_env=()
+	int_timeout=1500
+	if [ "$SANITIZE" = 1 ]; then
+		for m in ${SANITIZE_MODULES:-}; do
+			modules+=("$root/test/integration/test_$m.py")
+		done
+		int_env=(PG_BINDIR="$san_bindir")
+		int_timeout=3000
+	fi
+	(cd "$WORK" && as_user env "${int_env[@]}" timeout --kill-after=30 $int_timeout \
+		python3 -u "$root/test/integration/run.py" "$@" "${modules[@]}") 2>&1 | tee "$out"
 	rc=${PIPESTATUS[0]}
 	summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n1 || true)
 	if [ -n "$summary" ]; then
@@ -180,6 +329,55 @@ if [ "${SKIP_INTEGRATION:-0}" != 1 ]; then
 	fi
 	if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then
 		echo "run-tests: integration runner exited with status $rc"
+		bad=1
+	fi
+	passed=$((passed + ok))
+	failed=$((failed + bad))
+fi
+
+# --- sanitizer reports -------------------------------------------------------
+
+if [ "$SANITIZE" = 1 ]; then
+	stage "sanitizer reports ($san/reports)"
+	reports=$(find "$san/reports" -type f -size +0 | sort)
+	if [ -n "$reports" ]; then
+		for f in $reports; do
+			echo "----- $f -----"
+			head -n 80 "$f"
+		done
+		echo "run-tests: sanitizer reports: $(echo "$reports" | wc -l) (in $san/reports)"
+		failed=$((failed + 1))
+	else
+		echo "none"
+		passed=$((passed + 1))
+	fi
+fi
+
+# --- sanitizers, a subset (make test) -----------------------------------------
+
+# make test ends with the sanitizer run (SANITIZE=1, "sanitizers" above) of
+# pg_regress and of the integration modules of SANITIZE_MODULES, by default
+# a subset that takes about 4 minutes on 2 cores: the whole suite takes
+# about 1.5 times as long as without sanitizers (make test-sanitize: 14-18
+# minutes).  The subset: real mainnet data (fixtures), bad node input of
+# every kind, failover and retries (faults), roles, URL redaction and the
+# host policy (security), the update from 0.1 with both forms of the
+# status functions (upgrade).  Not with arguments for run.py (a selection
+# of tests).
+if [ "$SANITIZE" != 1 ] && [ "${SKIP_SANITIZE:-0}" != 1 ] && [ $# -eq 0 ]; then
+	san_modules="${SANITIZE_MODULES-fixtures faults security upgrade}"
+	stage "sanitizers: make test-sanitize, modules: ${san_modules:-all}"
+	san_summary="$(mktemp)"
+	SANITIZE=1 SANITIZE_MODULES="$san_modules" ETHINDEX_SUMMARY_FILE="$san_summary" \
+		"$root/test/run-tests.sh"
+	summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$san_summary" | tail -n1 || true)
+	rm -f "$san_summary"
+	if [ -n "$summary" ]; then
+		ok=${summary%% passed*}
+		bad=${summary#*, }
+		bad=${bad%% failed}
+	else
+		ok=0
 		bad=1
 	fi
 	passed=$((passed + ok))
