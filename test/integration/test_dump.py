@@ -17,8 +17,8 @@ ETHINDEX_DUMP_PORT_BASE (59200) picks the ports.
 import os
 import subprocess
 
-from ethindex_test import (Anvil, AnvilTransactions, PgCluster, PsqlError, compare_chain,
-                           free_port, start_extension_cluster, stop_extension_cluster)
+from ethindex_test import (PgCluster, PsqlError, compare_chain, free_port, start_anvil_cluster,
+                           stop_anvil_cluster)
 
 TEST_TIMEOUT = 180
 CHAIN_ID = 31337
@@ -32,11 +32,8 @@ txs = None
 
 def setup_module():
     global cluster, restored, tmpdir, anvil, txs
-    base = int(os.environ.get("ETHINDEX_DUMP_PORT_BASE", "59200"))
-    cluster, tmpdir = start_extension_cluster("ethindex-dump-", free_port(base, base + 20))
+    cluster, tmpdir, anvil, txs, base = start_anvil_cluster("dump", 59200)
     restored = PgCluster(os.path.join(tmpdir, "restored"), free_port(base + 20, base + 40))
-    anvil = Anvil(free_port(base + 40, base + 60), logdir=tmpdir)
-    txs = AnvilTransactions(anvil, tmpdir)
     head = txs.mine_blocks(12, all_types=True)
     cluster.psql("SELECT ethindex.add_chain('d', ARRAY['%s'], chain_id => %d, partition_size => 1000); "
                  "SELECT ethindex.start('d')" % (anvil.url, CHAIN_ID))
@@ -51,11 +48,11 @@ def setup_module():
 
 
 def teardown_module():
-    if anvil is not None:
-        anvil.stop()
-    if restored is not None:
-        restored.stop()
-    stop_extension_cluster(cluster, tmpdir)
+    try:
+        if restored is not None:
+            restored.stop()
+    finally:
+        stop_anvil_cluster(cluster, tmpdir, anvil)
 
 
 def wait_for(c, block):

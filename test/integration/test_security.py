@@ -27,11 +27,10 @@ one chain's trouble kept away from the others.
 ETHINDEX_SECURITY_PORT_BASE (58800) picks the ports.
 """
 
-import os
 import time
 
-from ethindex_test import (Anvil, AnvilTransactions, PsqlError, compare_chain, free_port,
-                           start_extension_cluster, stop_extension_cluster)
+from ethindex_test import (PsqlError, compare_chain, free_port, start_anvil_cluster,
+                           stop_anvil_cluster)
 
 TEST_TIMEOUT = 120
 
@@ -43,16 +42,11 @@ txs = None
 
 def setup_module():
     global cluster, tmpdir, anvil, txs
-    base = int(os.environ.get("ETHINDEX_SECURITY_PORT_BASE", "58800"))
-    cluster, tmpdir = start_extension_cluster("ethindex-security-", free_port(base, base + 50))
-    anvil = Anvil(free_port(base + 50, base + 70), logdir=tmpdir)
-    txs = AnvilTransactions(anvil, tmpdir)
+    cluster, tmpdir, anvil, txs, _ = start_anvil_cluster("security", 58800)
 
 
 def teardown_module():
-    if anvil is not None:
-        anvil.stop()
-    stop_extension_cluster(cluster, tmpdir)
+    stop_anvil_cluster(cluster, tmpdir, anvil)
 
 
 def test_search_path_does_not_reach_the_workers():

@@ -21,8 +21,8 @@ ETHINDEX_STANDBY_PORT_BASE (59800) picks the ports.
 import os
 import subprocess
 
-from ethindex_test import (Anvil, AnvilTransactions, PgCluster, compare_chain, free_port,
-                           start_extension_cluster, stop_extension_cluster)
+from ethindex_test import (PgCluster, compare_chain, free_port, start_anvil_cluster,
+                           stop_anvil_cluster)
 from pgwire import PgConnection
 
 TEST_TIMEOUT = 180
@@ -38,12 +38,8 @@ txs = None
 
 def setup_module():
     global primary, standby, tmpdir, anvil, txs
-    base = int(os.environ.get("ETHINDEX_STANDBY_PORT_BASE", "59800"))
-    primary, tmpdir = start_extension_cluster("ethindex-standby-", free_port(base, base + 20),
-                                              SETTINGS)
+    primary, tmpdir, anvil, txs, base = start_anvil_cluster("standby", 59800, SETTINGS)
     standby = PgCluster(os.path.join(tmpdir, "standby"), free_port(base + 20, base + 40))
-    anvil = Anvil(free_port(base + 40, base + 60), logdir=tmpdir)
-    txs = AnvilTransactions(anvil, tmpdir)
 
     # the primary indexes a chain; the standby is cloned from it
     head = txs.mine_blocks(10, all_types=True)
@@ -59,11 +55,11 @@ def setup_module():
 
 
 def teardown_module():
-    if anvil is not None:
-        anvil.stop()
-    if standby is not None:
-        standby.stop()
-    stop_extension_cluster(primary, tmpdir)
+    try:
+        if standby is not None:
+            standby.stop()
+    finally:
+        stop_anvil_cluster(primary, tmpdir, anvil)
 
 
 def wait_for(c, block, timeout=60):

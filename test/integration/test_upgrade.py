@@ -21,10 +21,7 @@ the chain runs.
 ETHINDEX_UPGRADE_PORT_BASE (59900) picks the ports.
 """
 
-import os
-
-from ethindex_test import (Anvil, AnvilTransactions, compare_chain, free_port,
-                           start_extension_cluster, stop_extension_cluster)
+from ethindex_test import compare_chain, start_anvil_cluster, stop_anvil_cluster
 
 TEST_TIMEOUT = 180
 CHAIN_ID = 31337
@@ -38,17 +35,11 @@ txs = None
 
 def setup_module():
     global cluster, tmpdir, anvil, txs
-    base = int(os.environ.get("ETHINDEX_UPGRADE_PORT_BASE", "59900"))
-    cluster, tmpdir = start_extension_cluster("ethindex-upgrade-", free_port(base, base + 20),
-                                              version=PREVIOUS)
-    anvil = Anvil(free_port(base + 20, base + 40), logdir=tmpdir)
-    txs = AnvilTransactions(anvil, tmpdir)
+    cluster, tmpdir, anvil, txs, _ = start_anvil_cluster("upgrade", 59900, version=PREVIOUS)
 
 
 def teardown_module():
-    if anvil is not None:
-        anvil.stop()
-    stop_extension_cluster(cluster, tmpdir)
+    stop_anvil_cluster(cluster, tmpdir, anvil)
 
 
 def default_version():

@@ -385,6 +385,33 @@ def stop_extension_cluster(cluster, tmpdir):
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
+def start_anvil_cluster(name, default_port_base, settings=None, version=None):
+    """start_extension_cluster() and an anvil node beside it, for a test
+    module "name": ports from ETHINDEX_<NAME>_PORT_BASE (default_port_base):
+    the cluster in base..base+20, anvil in base+40..base+60 (base+20..base+40
+    is left for a second cluster).  Returns (cluster, tmpdir, anvil, txs,
+    base); on failure cleans up and raises."""
+    base = int(os.environ.get("ETHINDEX_%s_PORT_BASE" % name.upper(), str(default_port_base)))
+    cluster, tmpdir = start_extension_cluster("ethindex-%s-" % name, free_port(base, base + 20),
+                                              settings, version)
+    try:
+        anvil = Anvil(free_port(base + 40, base + 60), logdir=tmpdir)
+        txs = AnvilTransactions(anvil, tmpdir)
+    except BaseException:
+        stop_extension_cluster(cluster, tmpdir)
+        raise
+    return cluster, tmpdir, anvil, txs, base
+
+
+def stop_anvil_cluster(cluster, tmpdir, anvil):
+    """Stop what start_anvil_cluster() started."""
+    try:
+        if anvil is not None:
+            anvil.stop()
+    finally:
+        stop_extension_cluster(cluster, tmpdir)
+
+
 def _conf_value(v):
     if isinstance(v, bool):
         return "on" if v else "off"
