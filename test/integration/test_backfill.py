@@ -36,7 +36,7 @@ import synthchain                   # noqa: E402
 from pgwire import PgConnection       # noqa: E402
 from rpcserver import Chain, RpcServer  # noqa: E402
 
-PORT_BASE = int(os.environ.get("ETHINDEX_BACKFILL_PORT_BASE", "57150"))
+PORT_BASE = int(os.environ.get("ETHINDEX_BACKFILL_PORT_BASE", "57300"))
 NBLOCKS = 2500
 PARTITION = 1000
 STALL = 1500            # the node fails from this block until cleared
