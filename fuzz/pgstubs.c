@@ -231,6 +231,24 @@ typedef enum EscapeProblem
 } EscapeProblem;
 
 /*
+ * The surrogate escape at hi_at (if any, >= 0) is not in a pair: record
+ * the problem and, with sanitize, replace it by \u0041.
+ * Returns -1, the new "no pending high surrogate".
+ */
+static int
+lone_surrogate(char *s, int hi_at, bool sanitize, EscapeProblem *problem)
+{
+	if (hi_at >= 0)
+	{
+		if (*problem == ESC_OK)
+			*problem = ESC_SURROGATE;
+		if (sanitize)
+			memcpy(s + hi_at, "\\u0041", 6);
+	}
+	return -1;
+}
+
+/*
  * Walk the strings of a JSON text (best effort on invalid text): the first
  * \u escape the backend's JSON lexer refuses, and the deepest nesting.
  * With sanitize, also rewrite in place, keeping every length: bytes >= 0x80
@@ -273,14 +291,7 @@ json_walk(char *s, size_t len, bool sanitize, int *maxdepth)
 		}
 		if (c == '"' || c != '\\')
 		{
-			if (hi_at >= 0)
-			{
-				if (problem == ESC_OK)
-					problem = ESC_SURROGATE;
-				if (sanitize)
-					memcpy(s + hi_at, "\\u0041", 6);
-				hi_at = -1;
-			}
+			hi_at = lone_surrogate(s, hi_at, sanitize, &problem);
 			if (c == '"')
 				instr = false;
 			continue;
@@ -290,14 +301,7 @@ json_walk(char *s, size_t len, bool sanitize, int *maxdepth)
 			break;
 		if (s[i + 1] != 'u' || i + 6 > len || hex4(s + i + 2) < 0)
 		{
-			if (hi_at >= 0)
-			{
-				if (problem == ESC_OK)
-					problem = ESC_SURROGATE;
-				if (sanitize)
-					memcpy(s + hi_at, "\\u0041", 6);
-				hi_at = -1;
-			}
+			hi_at = lone_surrogate(s, hi_at, sanitize, &problem);
 			i++;				/* skip the escaped character */
 			continue;
 		}
@@ -306,36 +310,18 @@ json_walk(char *s, size_t len, bool sanitize, int *maxdepth)
 
 			if (cp >= 0xd800 && cp <= 0xdbff)
 			{
-				if (hi_at >= 0)
-				{
-					if (problem == ESC_OK)
-						problem = ESC_SURROGATE;
-					if (sanitize)
-						memcpy(s + hi_at, "\\u0041", 6);
-				}
+				(void) lone_surrogate(s, hi_at, sanitize, &problem);
 				hi_at = (int) i;
 			}
 			else if (cp >= 0xdc00 && cp <= 0xdfff)
 			{
-				if (hi_at < 0)
-				{
-					if (problem == ESC_OK)
-						problem = ESC_SURROGATE;
-					if (sanitize)
-						memcpy(s + i, "\\u0041", 6);
-				}
+				if (hi_at < 0)	/* a low one without a high one */
+					(void) lone_surrogate(s, (int) i, sanitize, &problem);
 				hi_at = -1;
 			}
 			else
 			{
-				if (hi_at >= 0)
-				{
-					if (problem == ESC_OK)
-						problem = ESC_SURROGATE;
-					if (sanitize)
-						memcpy(s + hi_at, "\\u0041", 6);
-					hi_at = -1;
-				}
+				hi_at = lone_surrogate(s, hi_at, sanitize, &problem);
 				if (cp == 0)
 				{
 					if (problem == ESC_OK)
@@ -347,13 +333,7 @@ json_walk(char *s, size_t len, bool sanitize, int *maxdepth)
 			i += 5;
 		}
 	}
-	if (hi_at >= 0)
-	{
-		if (problem == ESC_OK)
-			problem = ESC_SURROGATE;
-		if (sanitize)
-			memcpy(s + hi_at, "\\u0041", 6);
-	}
+	(void) lone_surrogate(s, hi_at, sanitize, &problem);
 	return problem;
 }
 
