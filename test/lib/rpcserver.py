@@ -40,7 +40,9 @@ Use as a module:
     srv.counts(method="eth_getTransactionReceipt", chain="a")
     srv.clear_faults(fid); srv.stop()
 or over HTTP: POST /_control {"op": "add_fault", "kind": ..., ...}, ops
-add_fault, clear_faults, faults, stats, reset_stats, set_head, requests.
+add_fault, clear_faults, faults, stats, reset_stats, set_head, requests,
+counts, max_concurrency (the most HTTP requests to a chain in flight at once:
+RpcServer.max_concurrency(), also request_times() and in_flight()).
 
 As a CLI: python3 rpcserver.py --port 57000 --chain main=mainnet-18000000:900001
           [--synth syn=30:900100] [--upstream http://127.0.0.1:8545]
@@ -500,6 +502,9 @@ class RpcServer:
         self.counter = collections.Counter()         # (chain, method, block) -> calls
         self.http_requests = collections.Counter()   # chain -> HTTP requests
         self.faults_applied = collections.Counter()  # (chain, kind) -> times
+        # every HTTP request to a chain: [start, end (None while in flight),
+        # chain, frozenset of its methods], times of time.monotonic()
+        self.flights = collections.deque(maxlen=log_size)
         self._conns = set()
         self._httpd = None
         self._thread = None
@@ -604,6 +609,47 @@ class RpcServer:
             self.counter.clear()
             self.http_requests.clear()
             self.faults_applied.clear()
+            self.flights = collections.deque((f for f in self.flights if f[1] is None),
+                                             maxlen=self.flights.maxlen)
+
+    def _flights_of(self, chain, method, since):
+        return [f for f in self.flights
+                if f[2] == chain and (method is None or method in f[3])
+                and (since is None or f[0] >= since)]
+
+    def request_times(self, chain, method=None, since=None):
+        """(start, end) of every HTTP request to "chain" (with a call of
+        "method", if given) that arrived at or after "since", in arrival
+        order; end is None while the request is in flight.  Times are
+        time.monotonic() of this process."""
+        with self.lock:
+            return [(f[0], f[1]) for f in self._flights_of(chain, method, since)]
+
+    def in_flight(self, chain, method=None):
+        """HTTP requests to "chain" (with a call of "method") being served now."""
+        with self.lock:
+            return sum(1 for f in self._flights_of(chain, method, None) if f[1] is None)
+
+    def max_concurrency(self, chain, method=None, since=None):
+        """The most HTTP requests to "chain" (with a call of "method", if
+        given) that were in flight at once, counting only requests that
+        arrived at or after "since" (time.monotonic(); None: all kept).  A
+        request is in flight from the moment its body has been read until
+        its answer has been written (or its connection closed), delays of
+        faults included.  Requests that arrived before "since" do not count,
+        so a client's aborted requests still being answered do not either."""
+        with self.lock:
+            events = []
+            for start, end, _, _ in self._flights_of(chain, method, since):
+                events.append((start, 1))
+                if end is not None:
+                    events.append((end, -1))
+        events.sort(key=lambda e: (e[0], e[1]))   # an end before a start at the same time
+        now = peak = 0
+        for _, d in events:
+            now += d
+            peak = max(peak, now)
+        return peak
 
     def stats(self):
         with self.lock:
@@ -637,6 +683,8 @@ class RpcServer:
             return {"requests": self.requests(req.get("method"), req.get("chain"), req.get("since"))}
         if op == "counts":
             return {"count": self.counts(req.get("method"), req.get("chain"), req.get("block"))}
+        if op == "max_concurrency":
+            return {"max_concurrency": self.max_concurrency(req["chain"], req.get("method"))}
         raise ValueError("unknown op %r" % op)
 
     # ---- JSON-RPC -----------------------------------------------------------
@@ -657,8 +705,23 @@ class RpcServer:
                 "code": JSONRPC_METHOD_NOT_FOUND, "message": "no chain at %s" % path}}).encode())
             return
         cname = chain.name
+        try:
+            parsed = json.loads(body)
+            methods = frozenset(c.get("method") for c in
+                                (parsed if isinstance(parsed, list) else [parsed])
+                                if isinstance(c, dict) and isinstance(c.get("method"), str))
+        except ValueError:
+            methods = frozenset()
+        flight = [time.monotonic(), None, cname, methods]
         with self.lock:
             self.http_requests[cname] += 1
+            self.flights.append(flight)
+        try:
+            self._answer_rpc(h, chain, cname, body)
+        finally:
+            flight[1] = time.monotonic()
+
+    def _answer_rpc(self, h, chain, cname, body):
         try:
             req = json.loads(body)
         except ValueError:
