@@ -290,6 +290,15 @@ class PgCluster:
         except OSError:
             return 0
 
+    def log_since(self, since):
+        """The server log after byte "since" (a log_position())."""
+        try:
+            with open(self.logfile, "rb") as f:
+                f.seek(since)
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
     def wait_for_log(self, text, since=0, timeout=60):
         """Wait until "text" appears in the server log after byte "since";
         return the log from there."""
@@ -410,6 +419,49 @@ def stop_anvil_cluster(cluster, tmpdir, anvil):
             anvil.stop()
     finally:
         stop_extension_cluster(cluster, tmpdir)
+
+
+def start_replay_cluster(name, default_port_base, settings=None, chains=(), proxy=False):
+    """start_extension_cluster() with a replay server beside it (an
+    rpcserver.RpcServer serving the Chain objects "chains") and, when proxy
+    is true (or an RpcServer subclass to use), a second RpcServer for proxy
+    paths (add_proxy(), fault injection), for a test module "name": ports
+    from ETHINDEX_<NAME>_PORT_BASE (default_port_base): the replay server in
+    base..base+10, the proxy in base+10..base+20, the cluster in
+    base+20..base+30 (base+30..base+40 is left to the module).  Returns
+    (cluster, tmpdir, replay, proxy), proxy None without one; on failure
+    stops what it started and raises."""
+    from rpcserver import RpcServer
+    base = int(os.environ.get("ETHINDEX_%s_PORT_BASE" % name.upper(), str(default_port_base)))
+    cluster = tmpdir = replay = prox = None
+    try:
+        replay = RpcServer(free_port(base, base + 10))
+        for chain in chains:
+            replay.add_chain(chain)
+        replay.start()
+        if proxy:
+            cls = proxy if isinstance(proxy, type) else RpcServer
+            prox = cls(free_port(base + 10, base + 20)).start()
+        cluster, tmpdir = start_extension_cluster("ethindex-%s-" % name,
+                                                  free_port(base + 20, base + 30), settings)
+    except BaseException:
+        stop_replay_cluster(cluster, tmpdir, replay, prox)
+        raise
+    return cluster, tmpdir, replay, prox
+
+
+def stop_replay_cluster(cluster, tmpdir, replay, proxy=None):
+    """Stop what start_replay_cluster() started (each part, even when
+    stopping another fails)."""
+    try:
+        stop_extension_cluster(cluster, tmpdir)
+    finally:
+        for srv in (proxy, replay):
+            if srv is not None:
+                try:
+                    srv.stop()
+                except Exception:
+                    pass
 
 
 def _conf_value(v):
