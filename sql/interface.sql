@@ -2,7 +2,9 @@
 -- The SQL control interface: registering, starting, stopping and removing
 -- chains, status, wait_for, and their errors.
 --
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS ethindex;
+RESET client_min_messages;
 \set SHOW_CONTEXT never
 
 -- registration and its checks

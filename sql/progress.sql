@@ -2,7 +2,9 @@
 -- Progress as the SQL functions see it: gaps() and refetch() on rows stored
 -- by hand in a chain's partitions, the finality marks, status columns.
 --
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS ethindex;
+RESET client_min_messages;
 \set SHOW_CONTEXT never
 
 SELECT ethindex.add_chain('p', ARRAY['http://127.0.0.1:1/'], chain_id => 77,

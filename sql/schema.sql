@@ -2,7 +2,9 @@
 -- The extension's objects: tables and their columns (the contract of the
 -- data model), indexes, functions.
 --
-CREATE EXTENSION ethindex;
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS ethindex;
+RESET client_min_messages;
 
 SELECT c.relname, c.relkind, pg_get_partkeydef(c.oid) AS partition_key
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
