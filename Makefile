@@ -2,7 +2,8 @@
 
 MODULE_big = ethindex
 EXTENSION = ethindex
-DATA = sql/ethindex--0.1.sql sql/ethindex--0.2.sql sql/ethindex--0.1--0.2.sql
+DATA = sql/ethindex--0.1.sql sql/ethindex--0.2.sql sql/ethindex--0.3.sql \
+	sql/ethindex--0.1--0.2.sql sql/ethindex--0.2--0.3.sql
 PGFILEDESC = "ethindex - Ethereum indexer inside PostgreSQL"
 
 OBJS = \
@@ -32,7 +33,7 @@ OBJS = \
 PG_CPPFLAGS = -I$(srcdir)/src -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare -Werror
 SHLIB_LINK = -lcurl -ljansson
 
-REGRESS = schema interface progress decode
+REGRESS = schema interface progress decode response
 REGRESS_OPTS = --inputdir=$(srcdir) --outputdir=$(REGRESS_OUTDIR) \
 	--temp-instance=$(REGRESS_OUTDIR)/tmp_check \
 	--temp-config=$(srcdir)/test/regress.conf

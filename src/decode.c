@@ -2199,6 +2199,17 @@ eth_split_rpc_response(const char *body, size_t len, RpcReply **replies)
 	return n;
 }
 
+const RpcReply *
+eth_find_reply(const RpcReply *replies, int nreplies, int64 id)
+{
+	for (int i = 0; i < nreplies; i++)
+		if (replies[i].id == id)
+			return &replies[i];
+	if (nreplies == 1 && replies[0].is_error && replies[0].id == -1)
+		return &replies[0];
+	return NULL;
+}
+
 /* ----------------------------------------------------------------
  * Hex helpers
  * ----------------------------------------------------------------

@@ -98,6 +98,17 @@ typedef struct RpcReply
 extern int	eth_split_rpc_response(const char *body, size_t len,
 								   RpcReply **replies);
 
+/*
+ * eth_find_reply
+ *
+ * The reply of a split response that answers request "id": the first reply
+ * with that id; else, when the whole response is one error without an id
+ * (how nodes refuse a batch: too large, rate limited), that error, which
+ * answers every request; else NULL.
+ */
+extern const RpcReply *eth_find_reply(const RpcReply *replies, int nreplies,
+									  int64 id);
+
 /* Hex helpers shared with other modules. */
 
 /* Parse a JSON-RPC QUANTITY ("0x" and 1-16 hex digits, no leading zeros

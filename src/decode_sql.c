@@ -1,13 +1,16 @@
 /*-------------------------------------------------------------------------
  *
  * decode_sql.c
- *	  ethindex._decode_block(): the ingestion decoder as a SQL function,
- *	  for tests and for inspecting a node's responses.
+ *	  The pure decoding of node responses as SQL functions, for tests and
+ *	  for inspecting a node's responses; they raise the same errors the
+ *	  fetcher records.
  *
- *	  It runs eth_decode_block() on one block and its receipts and returns
- *	  one row per (table, row, column) with the value in its type's text
- *	  form, so that every decoded value can be checked from SQL.  It raises
- *	  the same errors the fetcher records.
+ *	  ethindex._decode_block() runs eth_decode_block() on one block and its
+ *	  receipts and returns one row per (table, row, column) with the value
+ *	  in its type's text form, so that every decoded value can be checked
+ *	  from SQL.  ethindex._split_response() runs eth_split_rpc_response()
+ *	  and eth_find_reply() on a JSON-RPC response body: the replies as the
+ *	  fetcher sees them, and which reply answers which request.
  *
  * Copyright (c) 2026, ethindex developers
  *
@@ -20,6 +23,8 @@
 
 #include "fmgr.h"
 #include "funcapi.h"
+#include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/tuplestore.h"
@@ -27,6 +32,7 @@
 #include "decode.h"
 
 PG_FUNCTION_INFO_V1(ethindex_decode_block);
+PG_FUNCTION_INFO_V1(ethindex_split_response);
 
 /*
  * ethindex_decode_block(chain_id bigint, block_number bigint,
@@ -104,5 +110,97 @@ ethindex_decode_block(PG_FUNCTION_ARGS)
 		}
 	}
 
+	return (Datum) 0;
+}
+
+/* One row of _split_response(): a reply, or the columns of none (reply NULL) */
+static void
+put_reply(ReturnSetInfo *rsinfo, const RpcReply *reply, bool have_id, int64 id)
+{
+	Datum		values[5] = {0};
+	bool		nulls[5] = {true, true, true, true, true};
+
+	if (have_id)
+	{
+		values[0] = Int64GetDatum(id);
+		nulls[0] = false;
+	}
+	if (reply != NULL)
+	{
+		values[1] = BoolGetDatum(reply->is_error);
+		nulls[1] = false;
+		if (reply->is_error)
+		{
+			values[2] = Int32GetDatum(reply->error_code);
+			values[3] = CStringGetTextDatum(reply->error_message);
+			nulls[2] = nulls[3] = false;
+		}
+		else
+		{
+			values[4] = PointerGetDatum(cstring_to_text_with_len(reply->result,
+																  (int) reply->result_len));
+			nulls[4] = false;
+		}
+	}
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+/*
+ * ethindex_split_response(response text, ids bigint[] DEFAULT NULL)
+ *	RETURNS TABLE (id bigint, is_error boolean, error_code integer,
+ *				   error_message text, result text)
+ *
+ * Without ids: every reply in the order of the body, id NULL where the
+ * envelope has none (or null).  With ids: one row per element, the reply
+ * eth_find_reply() gives for it, all columns but id NULL when there is
+ * none.  result is the JSON text of the value as the node sent it ("null"
+ * included); error_message is the message as status and logs show it.
+ */
+Datum
+ethindex_split_response(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	text	   *response;
+	RpcReply   *replies;
+	int			nreplies;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (PG_ARGISNULL(0))
+		return (Datum) 0;
+	response = PG_GETARG_TEXT_PP(0);
+	nreplies = eth_split_rpc_response(VARDATA_ANY(response), VARSIZE_ANY_EXHDR(response),
+									  &replies);
+
+	if (PG_ARGISNULL(1))
+	{
+		for (int i = 0; i < nreplies; i++)
+			put_reply(rsinfo, &replies[i], replies[i].id >= 0, replies[i].id);
+	}
+	else
+	{
+		ArrayType  *ids = PG_GETARG_ARRAYTYPE_P(1);
+		Datum	   *elems;
+		bool	   *elem_nulls;
+		int			nelems;
+
+		deconstruct_array(ids, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+						  &elems, &elem_nulls, &nelems);
+		for (int i = 0; i < nelems; i++)
+		{
+			int64		id;
+
+			if (elem_nulls[i])
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("request ids must not be null")));
+			id = DatumGetInt64(elems[i]);
+			if (id < 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("request id " INT64_FORMAT " is negative", id),
+						 errhint("The fetcher numbers its requests from 0.")));
+			put_reply(rsinfo, eth_find_reply(replies, nreplies, id), true, id);
+		}
+	}
 	return (Datum) 0;
 }

@@ -47,8 +47,8 @@
  * versions of the extension's SQL it can run: the previous one too, so that
  * chains go on between installing a new library and ALTER EXTENSION UPDATE.
  */
-#define ETHINDEX_VERSION			"0.2"
-#define ETHINDEX_SQL_VERSIONS		{"0.1", "0.2"}
+#define ETHINDEX_VERSION			"0.3"
+#define ETHINDEX_SQL_VERSIONS		{"0.1", "0.2", "0.3"}
 
 /* Limits and defaults (GUC ranges are in ethindex.c) */
 #define ETHINDEX_MAX_ENDPOINTS		8	/* endpoints per chain, see add_chain() */

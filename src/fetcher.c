@@ -82,8 +82,8 @@
 typedef struct PendingBlock
 {
 	int64		number;
-	RpcReply   *block;
-	RpcReply   *receipts;
+	const RpcReply *block;
+	const RpcReply *receipts;
 	char	   *fallback_receipts;	/* receipts array built from single receipts */
 	size_t		fallback_len;
 } PendingBlock;
@@ -419,24 +419,24 @@ append_block_calls(StringInfo body, int64 first, int nblocks, bool with_receipts
 	appendStringInfoChar(body, ']');
 }
 
-/* Find the reply with the given id, or raise an error. */
-static RpcReply *
-reply_by_id(FetcherState *st, RpcReply *replies, int nreplies, int64 id,
+/* The reply to request "id" (eth_find_reply), or raise an error. */
+static const RpcReply *
+reply_by_id(FetcherState *st, const RpcReply *replies, int nreplies, int64 id,
 			const char *method, int64 block)
 {
-	for (int i = 0; i < nreplies; i++)
-		if (replies[i].id == id)
-			return &replies[i];
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-			 errmsg("%s answered no %s for block " INT64_FORMAT " of chain \"%s\"",
-					st->endpoints[st->current].display, method, block, st->name),
-			 errdetail("The JSON-RPC batch response lacks the reply with id " INT64_FORMAT ".", id)));
-	return NULL;				/* keep compiler quiet */
+	const RpcReply *reply = eth_find_reply(replies, nreplies, id);
+
+	if (reply == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("%s answered no %s for block " INT64_FORMAT " of chain \"%s\"",
+						st->endpoints[st->current].display, method, block, st->name),
+				 errdetail("The JSON-RPC batch response lacks the reply with id " INT64_FORMAT ".", id)));
+	return reply;
 }
 
 static void
-check_reply(FetcherState *st, RpcReply *reply, const char *method, int64 block)
+check_reply(FetcherState *st, const RpcReply *reply, const char *method, int64 block)
 {
 	if (reply->is_error)
 		ereport(ERROR,
@@ -453,7 +453,7 @@ check_reply(FetcherState *st, RpcReply *reply, const char *method, int64 block)
 }
 
 static bool
-is_method_not_found(RpcReply *reply)
+is_method_not_found(const RpcReply *reply)
 {
 	if (!reply->is_error)
 		return false;
@@ -509,8 +509,8 @@ fetch_single_receipts(FetcherState *st, PendingBlock *pb)
 		nreplies = eth_split_rpc_response(response, len, &replies);
 		for (int i = 0; i < ntx; i++)
 		{
-			RpcReply   *reply = reply_by_id(st, replies, nreplies, (int64) i,
-											"eth_getTransactionReceipt", pb->number);
+			const RpcReply *reply = reply_by_id(st, replies, nreplies, (int64) i,
+												"eth_getTransactionReceipt", pb->number);
 
 			check_reply(st, reply, "eth_getTransactionReceipt", pb->number);
 			if (i > 0)

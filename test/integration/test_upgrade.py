@@ -11,7 +11,8 @@ the chain runs.
   - The update keeps the data, the configuration (chains and endpoints) and
     the running workers (same processes), adds the new column, and the chain
     goes on: every row equals the node's, none stored twice.
-  - The schema an update produces is the schema a fresh install creates:
+  - The schema an update from each earlier version (0.1, 0.2) produces is
+    the schema a fresh install creates:
     functions (bodies, security, settings, privileges), tables, columns,
     constraints, indexes, views, row level security and the configuration
     tables pg_dump keeps.
@@ -21,11 +22,12 @@ the chain runs.
 ETHINDEX_UPGRADE_PORT_BASE (59900) picks the ports.
 """
 
-from ethindex_test import compare_chain, start_anvil_cluster, stop_anvil_cluster
+from ethindex_test import compare_chain, sql_literal, start_anvil_cluster, stop_anvil_cluster
 
 TEST_TIMEOUT = 180
 CHAIN_ID = 31337
 PREVIOUS = "0.1"
+EARLIER = ("0.1", "0.2")     # every released version: each updates to a fresh install
 
 cluster = None
 tmpdir = None
@@ -67,9 +69,9 @@ def wait_for(block, timeout=60):
 def chain_running():
     """Chain u, registered and started if it is not yet, caught up."""
     if cluster.scalar("SELECT count(*) FROM ethindex.chains WHERE name = 'u'") == "0":
-        cluster.psql("SELECT ethindex.add_chain('u', ARRAY['%s'], chain_id => %d, "
+        cluster.psql("SELECT ethindex.add_chain('u', ARRAY[%s], chain_id => %d, "
                      "max_reorg_depth => 32, poll_interval => '100 ms'); "
-                     "SELECT ethindex.start('u')" % (anvil.url, CHAIN_ID))
+                     "SELECT ethindex.start('u')" % (sql_literal(anvil.url), CHAIN_ID))
     head = txs.mine_blocks(8, all_types=True)
     wait_for(head)
 
@@ -145,19 +147,21 @@ ORDER BY d
 
 def test_updated_schema_equals_fresh_install():
     cluster.createdb("fresh")
-    cluster.createdb("updated")
     cluster.psql("CREATE EXTENSION ethindex", db="fresh")
-    cluster.psql("CREATE EXTENSION ethindex VERSION '%s'" % PREVIOUS, db="updated")
-    previous = cluster.query(SCHEMA_QUERY, db="updated")
-    cluster.psql("ALTER EXTENSION ethindex UPDATE", db="updated")
     fresh = [r["d"] for r in cluster.query(SCHEMA_QUERY, db="fresh")]
-    updated = [r["d"] for r in cluster.query(SCHEMA_QUERY, db="updated")]
     assert len(fresh) > 100, len(fresh)
-    assert [r["d"] for r in previous] != fresh     # the update changes something
-    only_fresh = sorted(set(fresh) - set(updated))
-    only_updated = sorted(set(updated) - set(fresh))
-    assert fresh == updated, ("only in a fresh install:", only_fresh[:10],
-                              "only after the update:", only_updated[:10])
+    for version in EARLIER:
+        db = "updated_" + version.replace(".", "_")
+        cluster.createdb(db)
+        cluster.psql("CREATE EXTENSION ethindex VERSION %s" % sql_literal(version), db=db)
+        previous = [r["d"] for r in cluster.query(SCHEMA_QUERY, db=db)]
+        cluster.psql("ALTER EXTENSION ethindex UPDATE", db=db)
+        updated = [r["d"] for r in cluster.query(SCHEMA_QUERY, db=db)]
+        assert previous != fresh, version      # the update changes something
+        only_fresh = sorted(set(fresh) - set(updated))
+        only_updated = sorted(set(updated) - set(fresh))
+        assert fresh == updated, (version, "only in a fresh install:", only_fresh[:10],
+                                  "only after the update:", only_updated[:10])
 
 
 def test_unknown_extension_version_runs_no_chain():
@@ -175,7 +179,7 @@ def test_unknown_extension_version_runs_no_chain():
             == 1, log
         assert "ALTER EXTENSION ethindex UPDATE" in log, log
     finally:
-        cluster.psql("UPDATE pg_extension SET extversion = '%s' WHERE extname = 'ethindex'"
-                     % version)
+        cluster.psql("UPDATE pg_extension SET extversion = %s WHERE extname = 'ethindex'"
+                     % sql_literal(version))
     cluster.wait_until("SELECT fetcher_pid IS NOT NULL AND state = 'running' "
                        "FROM ethindex.chain_status WHERE name = 'u'", timeout=30)
