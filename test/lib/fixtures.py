@@ -17,15 +17,23 @@ which):
     request/response are single envelopes or batches;
   * execution-apis .io files: "// comment", ">> request", "<< response" lines.
 
+Every JSON object and array read from a fixture file is a Recorded or
+RecordedList: it also carries its text as recorded (.raw: whitespace, key
+order, escapes and number spellings of the file), which rpcserver serves
+instead of a re-serialization, so that the decoder sees the recorded bytes.
+
 Also: the ethereum-etl expected outputs (CSV or JSON lines) of a set, read as
 lists of dicts (load_etl_expected).
 
 Python 3.11 standard library only.
 """
 
+import copy
 import csv
 import json
+import json.decoder
 import os
+import re
 
 FIXTURE_DIR = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "fixtures"))
 
@@ -111,6 +119,184 @@ def fixture_path(rel):
 
 
 # ---------------------------------------------------------------------------
+# JSON values with the text they were read from
+# ---------------------------------------------------------------------------
+
+class Recorded(dict):
+    """A JSON object read from a fixture; .raw is its text in the file, or
+    None once it was changed through this object.  Copies (copy.copy,
+    copy.deepcopy, dict(obj)) are plain.  Nested values are Recorded too:
+    copy before editing them, as an edit inside does not reset .raw here."""
+
+    def __init__(self, text=None, start=0, end=0):
+        super().__init__()
+        self._span = (text, start, end) if text is not None else None
+
+    @property
+    def raw(self):
+        return self._span[0][self._span[1]:self._span[2]] if self._span else None
+
+    def _changed(self):
+        self._span = None
+
+    def __setitem__(self, k, v):
+        self._changed()
+        super().__setitem__(k, v)
+
+    def __delitem__(self, k):
+        self._changed()
+        super().__delitem__(k)
+
+    def pop(self, *a):
+        self._changed()
+        return super().pop(*a)
+
+    def popitem(self):
+        self._changed()
+        return super().popitem()
+
+    def update(self, *a, **kw):
+        self._changed()
+        super().update(*a, **kw)
+
+    def setdefault(self, k, v=None):
+        if k not in self:
+            self._changed()
+        return super().setdefault(k, v)
+
+    def clear(self):
+        self._changed()
+        super().clear()
+
+    def __copy__(self):
+        return dict(self)
+
+    def __deepcopy__(self, memo):
+        return {k: copy.deepcopy(v, memo) for k, v in self.items()}
+
+
+class RecordedList(list):
+    """A JSON array read from a fixture, like Recorded."""
+
+    def __init__(self, text=None, start=0, end=0):
+        super().__init__()
+        self._span = (text, start, end) if text is not None else None
+
+    raw = Recorded.raw
+    _changed = Recorded._changed
+
+    def __setitem__(self, i, v):
+        self._changed()
+        super().__setitem__(i, v)
+
+    def __delitem__(self, i):
+        self._changed()
+        super().__delitem__(i)
+
+    def __iadd__(self, other):
+        self._changed()
+        return super().__iadd__(other)
+
+    def append(self, v):
+        self._changed()
+        super().append(v)
+
+    def extend(self, v):
+        self._changed()
+        super().extend(v)
+
+    def insert(self, i, v):
+        self._changed()
+        super().insert(i, v)
+
+    def pop(self, *a):
+        self._changed()
+        return super().pop(*a)
+
+    def remove(self, v):
+        self._changed()
+        super().remove(v)
+
+    def sort(self, **kw):
+        self._changed()
+        super().sort(**kw)
+
+    def reverse(self):
+        self._changed()
+        super().reverse()
+
+    def __copy__(self):
+        return list(self)
+
+    def __deepcopy__(self, memo):
+        return [copy.deepcopy(v, memo) for v in self]
+
+
+_WS = re.compile(r"[ \t\n\r]*")
+_SCALAR = json.JSONDecoder()
+
+
+def _value(text, i):
+    """The JSON value at text[i] (no whitespace before it): (value, end)."""
+    c = text[i:i + 1]
+    start = i
+    if c == "{":
+        obj = Recorded()
+        i = _WS.match(text, i + 1).end()
+        if text[i:i + 1] == "}":
+            end = i + 1
+        else:
+            while True:
+                if text[i:i + 1] != '"':
+                    raise ValueError("expected a key at offset %d" % i)
+                key, i = json.decoder.scanstring(text, i + 1)
+                i = _WS.match(text, i).end()
+                if text[i:i + 1] != ":":
+                    raise ValueError("expected ':' at offset %d" % i)
+                v, i = _value(text, _WS.match(text, i + 1).end())
+                dict.__setitem__(obj, key, v)
+                i = _WS.match(text, i).end()
+                if text[i:i + 1] == ",":
+                    i = _WS.match(text, i + 1).end()
+                    continue
+                if text[i:i + 1] != "}":
+                    raise ValueError("expected ',' or '}' at offset %d" % i)
+                end = i + 1
+                break
+        obj._span = (text, start, end)
+        return obj, end
+    if c == "[":
+        lst = RecordedList()
+        i = _WS.match(text, i + 1).end()
+        if text[i:i + 1] == "]":
+            end = i + 1
+        else:
+            while True:
+                v, i = _value(text, i)
+                list.append(lst, v)
+                i = _WS.match(text, i).end()
+                if text[i:i + 1] == ",":
+                    i = _WS.match(text, i + 1).end()
+                    continue
+                if text[i:i + 1] != "]":
+                    raise ValueError("expected ',' or ']' at offset %d" % i)
+                end = i + 1
+                break
+        lst._span = (text, start, end)
+        return lst, end
+    return _SCALAR.raw_decode(text, i)
+
+
+def loads_recorded(text):
+    """json.loads(text), with every object and array a Recorded /
+    RecordedList that knows its text."""
+    v, end = _value(text, _WS.match(text, 0).end())
+    if _WS.match(text, end).end() != len(text):
+        raise ValueError("extra data at offset %d" % end)
+    return v
+
+
+# ---------------------------------------------------------------------------
 # Envelopes
 # ---------------------------------------------------------------------------
 
@@ -139,9 +325,9 @@ def iter_results(path):
     if path.endswith(".io"):
         for line in raw.splitlines():
             if line.startswith("<<"):
-                yield from _results_of(json.loads(line[2:]))
+                yield from _results_of(loads_recorded(line[2:]))
         return
-    doc = json.loads(raw)
+    doc = loads_recorded(raw)
     if isinstance(doc, list) and doc and all(isinstance(e, dict) and "response" in e for e in doc):
         for test in doc:
             yield from _results_of(test["response"])
@@ -181,9 +367,12 @@ def load_files(paths, numbers=None):
     Collect blocks and receipts from files and join them: returns
     {number: (block, receipts)} for every hydrated block whose receipts are
     all present (or restricted to "numbers", then each must be complete).
+    Blocks and receipts are as recorded (Recorded); the receipts list is the
+    recorded list itself when one list held them all, in order.
     """
     blocks = {}
     receipts = {}       # block hash -> {tx index: receipt}
+    lists = {}          # block hash -> a list of receipts as recorded
     for p in paths:
         for result in iter_results(p):
             kind, obj = classify(result)
@@ -192,6 +381,8 @@ def load_files(paths, numbers=None):
             elif kind == "receipts":
                 for r in obj:
                     receipts.setdefault(r["blockHash"].lower(), {})[int(r["transactionIndex"], 16)] = r
+                if isinstance(obj, list):
+                    lists[obj[0]["blockHash"].lower()] = obj
     out = {}
     wanted = sorted(blocks) if numbers is None else numbers
     for n in wanted:
@@ -210,6 +401,10 @@ def load_files(paths, numbers=None):
             raise FixtureError("block %d has %d transactions but receipts for indexes %s"
                                % (n, len(txs), sorted(by_index)))
         rl = [by_index[i] for i in range(len(txs))]
+        recorded = lists.get(b["hash"].lower())
+        if recorded is not None and len(recorded) == len(rl) and \
+                all(a is r for a, r in zip(recorded, rl)):
+            rl = recorded       # served as the node sent the whole list
         for tx, r in zip(txs, rl):
             if tx["hash"].lower() != r["transactionHash"].lower():
                 raise FixtureError("block %d: receipt %s does not match transaction %s"
