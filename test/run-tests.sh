@@ -20,6 +20,10 @@
 #   FUZZ_SECONDS                          fuzzing per harness (default 15)
 #   SKIP_BUILD=1                          do not build and install (use what
 #                                         is installed)
+#   ETHINDEX_KEEP_TMP=1                   keep the run's directory
+#                                         (/tmp/ethindex-test-*: outputs,
+#                                         pg_regress results, clusters) even
+#                                         when everything passed
 #   ETHINDEX_SUMMARY_FILE                 also write the summary line there
 #   SANITIZE=1 (make test-sanitize)       instead of the build, install,
 #                                         analysis and fuzzing: pg_regress
@@ -28,7 +32,7 @@
 #                                         the extension built with ASan and
 #                                         UBSan, in a private copy of the
 #                                         server (see "sanitizers" below),
-#                                         in /tmp/ethindex-test-sanitize
+#                                         in /tmp/ethindex-test-sanitize-*
 #   SKIP_SANITIZE=1                       without it (and without
 #                                         arguments), make test ends with
 #                                         that run, for SANITIZE_MODULES
@@ -45,9 +49,13 @@ cd "$root"
 
 TEST_USER=ethindex
 SANITIZE=${SANITIZE:-0}
-WORK=/tmp/ethindex-test
+# Every run works in a directory of its own, so that two runs (of two
+# checkouts, say) do not clobber each other; it is removed when everything
+# passed and kept otherwise.
 if [ "$SANITIZE" = 1 ]; then
-	WORK=/tmp/ethindex-test-sanitize
+	WORK="$(mktemp -d /tmp/ethindex-test-sanitize-XXXXXX)"
+else
+	WORK="$(mktemp -d /tmp/ethindex-test-XXXXXX)"
 fi
 passed=0
 failed=0
@@ -56,6 +64,11 @@ stage() { printf '\n===== %s =====\n' "$*"; }
 
 finish() {
 	local line="$passed passed, $failed failed"
+	if [ "$failed" -eq 0 ] && [ -z "${ETHINDEX_KEEP_TMP:-}" ]; then
+		rm -rf "$WORK"
+	else
+		echo "run-tests: outputs kept in $WORK"
+	fi
 	if [ -n "${ETHINDEX_SUMMARY_FILE:-}" ]; then
 		echo "$line" >"$ETHINDEX_SUMMARY_FILE" || true
 	fi
@@ -110,8 +123,8 @@ if [ $is_root -eq 1 ]; then
 			finish
 		fi
 	fi
-	rm -rf "$WORK"
-	install -d -o "$TEST_USER" -g "$(id -gn "$TEST_USER")" "$WORK"
+	chown "$TEST_USER:$(id -gn "$TEST_USER")" "$WORK"
+	chmod 755 "$WORK"
 	# The test user must read the tree; a checkout under a private home
 	# directory is copied to a place it can read.
 	if ! runuser -u "$TEST_USER" -- test -r "$root/test/integration/run.py"; then
@@ -121,8 +134,6 @@ if [ $is_root -eq 1 ]; then
 		root="$WORK/tree"
 		cd "$root"
 	fi
-else
-	mkdir -p "$WORK" 2>/dev/null || WORK="$(mktemp -d /tmp/ethindex-test-XXXXXX)"
 fi
 
 # --- sanitizers (SANITIZE=1) -------------------------------------------------

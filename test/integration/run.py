@@ -11,7 +11,8 @@ failed.
 Each test runs under a time limit (SIGALRM): DEFAULT_TIMEOUT seconds, or the
 function's "timeout" attribute, or the module's TEST_TIMEOUT.  setup_module
 gets the module's SETUP_TIMEOUT (default 600 s).  A failing setup_module
-fails every test of its module.
+fails every test of its module; a failing teardown_module (a server that
+does not shut down cleanly, for example) is a failure of its own.
 
 Usage: run.py [-k SUBSTRING] [-x] [module ...]
 """
@@ -135,11 +136,15 @@ def main():
         finally:
             teardown = getattr(mod, "teardown_module", None)
             if teardown:
+                t0 = time.monotonic()
                 try:
                     run_limited(teardown, 120)
-                except Exception:
-                    print("WARNING: %s.teardown_module failed:" % modname)
-                    traceback.print_exc(file=sys.stdout)
+                except KeyboardInterrupt:
+                    raise
+                except BaseException:
+                    failed += 1
+                    print("FAIL %s.teardown_module (%.1fs)" % (modname, time.monotonic() - t0))
+                    print(traceback.format_exc(), flush=True)
         if args.exitfirst and failed:
             break
 

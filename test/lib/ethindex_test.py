@@ -19,6 +19,7 @@ Tests run as an unprivileged OS user (PostgreSQL refuses to run as root).
 
 import atexit
 import datetime
+import fcntl
 import json
 import os
 import shutil
@@ -930,8 +931,45 @@ def compare_chain(cluster, rpc_url, chain_id, first, last, db="ethindex_test"):
     return problems + compare_rows(expected, actual)
 
 
+# Ports handed out by free_port(), each held with a lock file for the life
+# of this process, so that concurrent test runs (two checkouts, or a run and
+# a benchmark) never choose the same port in the moment between the check
+# and the server binding it.
+PORT_LOCK_DIR = os.path.join(tempfile.gettempdir(), "ethindex-test-ports")
+_port_locks = {}
+
+
+def _lock_port(port):
+    """True if this process holds, or now took, the lock of "port"."""
+    if port in _port_locks:
+        return True
+    if not os.path.isdir(PORT_LOCK_DIR):
+        try:
+            os.makedirs(PORT_LOCK_DIR, exist_ok=True)
+            os.chmod(PORT_LOCK_DIR, 0o1777)     # shared by root and the test user
+        except OSError:
+            pass
+    path = os.path.join(PORT_LOCK_DIR, "%d.lock" % port)
+    try:
+        fd = os.open(path, os.O_RDONLY)    # O_CREAT only when needed: see
+    except FileNotFoundError:              # fs.protected_regular
+        old = os.umask(0)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+        finally:
+            os.umask(old)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _port_locks[port] = fd
+    return True
+
+
 def free_port(start, end=None, host="127.0.0.1"):
-    """First TCP port in [start, end) nobody listens on (end: start + 100)."""
+    """First TCP port in [start, end) (end: start + 100) that nobody listens
+    on and no other process running tests holds (see PORT_LOCK_DIR)."""
     import socket
     for port in range(start, end or start + 100):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -939,6 +977,7 @@ def free_port(start, end=None, host="127.0.0.1"):
                 s.bind((host, port))
             except OSError:
                 continue
+        if _lock_port(port):
             return port
     raise RuntimeError("no free TCP port in %d..%d" % (start, (end or start + 100) - 1))
 
