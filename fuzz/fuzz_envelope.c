@@ -17,7 +17,10 @@
  *		which are errors, and each result's value;
  *	  - each result, read in place as the fetcher does, gives the same
  *		answer to eth_parse_quantity_int64() and eth_parse_hash() as a copy
- *		of exactly its length.
+ *		of exactly its length;
+ *	  - eth_find_reply() matches as documented: the first reply of an id,
+ *		nothing for an id no reply has, but for a batch refused by one
+ *		error without an id.
  *
  * Copyright (c) 2026, ethindex developers
  *
@@ -199,6 +202,35 @@ check_malformed(const char *body, size_t len)
 		json_decref(root);
 }
 
+/*
+ * eth_find_reply() gives each request the first reply with its id; a
+ * request without a reply gets nothing, but for a response that is one
+ * error without an id, which answers every request.
+ */
+static void
+check_matching(const RpcReply *replies, int n)
+{
+	int64		unused = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		const RpcReply *first = NULL;
+
+		if (replies[i].id >= unused)
+			unused = replies[i].id + 1;
+		if (replies[i].id < 0)
+			continue;
+		for (int j = 0; j <= i && first == NULL; j++)
+			if (replies[j].id == replies[i].id)
+				first = &replies[j];
+		if (eth_find_reply(replies, n, replies[i].id) != first)
+			pgshim_fail("reply %d: eth_find_reply gives another reply for its id", i);
+	}
+	if (eth_find_reply(replies, n, unused) !=
+		(n == 1 && replies[0].is_error && replies[0].id == -1 ? &replies[0] : NULL))
+		pgshim_fail("eth_find_reply answers id " INT64_FORMAT " that no reply has", unused);
+}
+
 /* what eth_split_rpc_response() returned in *replies (static: it must
  * keep its value across the longjmp of an ERROR) */
 static RpcReply *split_replies;
@@ -219,6 +251,7 @@ LLVMFuzzerTestOneInput(const uint8 *data, size_t size)
 		for (int i = 0; i < n; i++)
 			check_reply(&split_replies[i], i, body, size);
 		compare_with_jansson(split_replies, n, body, size);
+		check_matching(split_replies, n);
 	}
 	else
 	{
