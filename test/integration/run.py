@@ -14,13 +14,18 @@ gets the module's SETUP_TIMEOUT (default 600 s).  A failing setup_module
 fails every test of its module; a failing teardown_module (a server that
 does not shut down cleanly, for example) is a failure of its own.
 
-Usage: run.py [-k SUBSTRING] [-x] [module ...]
+--shuffle SEED runs the modules, and the tests of each module, in an order
+drawn from SEED (printed), to show that no module or test depends on
+another having run before it.
+
+Usage: run.py [-k SUBSTRING] [-x] [--shuffle SEED] [module ...]
 """
 
 import argparse
 import glob
 import importlib.util
 import os
+import random
 import signal
 import sys
 import time
@@ -74,11 +79,18 @@ def main():
                     help="run only tests whose 'module.test' name contains this")
     ap.add_argument("-x", dest="exitfirst", action="store_true",
                     help="stop at the first failure")
+    ap.add_argument("--shuffle", dest="seed", type=int, default=None,
+                    help="run modules and tests in an order drawn from this seed")
     ap.add_argument("modules", nargs="*",
                     help="test module files (default: test_*.py here)")
     args = ap.parse_args()
 
     paths = args.modules or sorted(glob.glob(os.path.join(HERE, "test_*.py")))
+    rng = None
+    if args.seed is not None:
+        rng = random.Random(args.seed)
+        rng.shuffle(paths)
+        print("order drawn from seed %d" % args.seed, flush=True)
     passed = failed = 0
     t_all = time.monotonic()
 
@@ -95,6 +107,8 @@ def main():
                  if not args.substring or args.substring in "%s.%s" % (modname, f.__name__)]
         if not tests:
             continue
+        if rng is not None:
+            rng.shuffle(tests)
         print("== %s: %d test(s)" % (modname, len(tests)), flush=True)
 
         setup_error = None
