@@ -52,7 +52,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "test", "lib"))
 
 from ethindex_test import (Anvil, PgCluster, TEST_DIR, anvil_path, free_port,  # noqa: E402
-                           rpc_call, stop_process)
+                           rpc_call, sql_literal, stop_process)
 from pgwire import PgConnection  # noqa: E402
 
 TABLES = ("blocks", "transactions", "logs", "withdrawals")
@@ -115,7 +115,7 @@ def plain_fetch(url, first, last, batch, inflight):
 
 def chain_pids(cluster, name):
     rows = cluster.query("SELECT fetcher_pid, writer_pids FROM ethindex.chain_status "
-                         "WHERE name = '%s'" % name)
+                         "WHERE name = %s" % sql_literal(name))
     if not rows:
         return []
     return [p for p in [rows[0]["fetcher_pid"]] + (rows[0]["writer_pids"] or []) if p]
@@ -127,14 +127,14 @@ def ingest(cluster, name, url, chain_id, first, last, batch_size, partition_size
     The clock stops when the checkpoint reaches "last" and every partition
     has its indexes (the deferred ones are built when a partition is
     complete)."""
-    cluster.psql("SELECT ethindex.add_chain('%s', ARRAY['%s'], chain_id => %d, "
+    cluster.psql("SELECT ethindex.add_chain(%s, ARRAY[%s], chain_id => %d, "
                  "start_block => %d, confirmations => 0, batch_size => %s, "
                  "partition_size => %d, poll_interval => '100 ms')"
-                 % (name, url, chain_id, first,
+                 % (sql_literal(name), sql_literal(url), chain_id, first,
                     "NULL" if batch_size is None else str(batch_size), partition_size))
     # partitions are created by the writer as it goes; start the clock at start()
     t0 = time.monotonic()
-    cluster.psql("SELECT ethindex.start('%s')" % name)
+    cluster.psql("SELECT ethindex.start(%s)" % sql_literal(name))
     pids = []
     peak_rss_kb = 0
     peak_anon_kb = 0
@@ -143,7 +143,7 @@ def ingest(cluster, name, url, chain_id, first, last, batch_size, partition_size
     checkpoint_seconds = None
     while True:
         row = cluster.query("SELECT indexed_through, unindexed_partitions FROM ethindex.chain_status "
-                            "WHERE name = '%s'" % name)[0]
+                            "WHERE name = %s" % sql_literal(name))[0]
         through = row["indexed_through"]
         now = time.monotonic()
         if through is not None and through >= last:
@@ -178,9 +178,9 @@ def ingest(cluster, name, url, chain_id, first, last, batch_size, partition_size
         " (SELECT count(*) FROM ethindex.logs WHERE chain_id = %d) AS logs,"
         " (SELECT count(*) FROM ethindex.withdrawals WHERE chain_id = %d) AS withdrawals"
         % (chain_id, chain_id, chain_id, chain_id))[0]
-    cluster.psql("SELECT ethindex.stop('%s')" % name)
-    cluster.wait_until("SELECT state = 'stopped' FROM ethindex.chain_status WHERE name = '%s'"
-                       % name, timeout=30)
+    cluster.psql("SELECT ethindex.stop(%s)" % sql_literal(name))
+    cluster.wait_until("SELECT state = 'stopped' FROM ethindex.chain_status WHERE name = %s"
+                       % sql_literal(name), timeout=30)
     return {
         "seconds": seconds,
         "checkpoint_seconds": checkpoint_seconds,
@@ -196,7 +196,7 @@ def ingest(cluster, name, url, chain_id, first, last, batch_size, partition_size
 
 
 def drop_chain(cluster, name):
-    cluster.psql("SELECT ethindex.remove_chain('%s', drop_data => true)" % name)
+    cluster.psql("SELECT ethindex.remove_chain(%s, drop_data => true)" % sql_literal(name))
     cluster.psql("CHECKPOINT")
 
 
@@ -208,8 +208,8 @@ def copy_benchmark(cluster, chain_id, first, last, partition_size, workdir, runs
     files = {}
     for table in TABLES:
         path = os.path.join(workdir, "%s.bin" % table)
-        cluster.psql("COPY (SELECT * FROM ethindex.%s WHERE chain_id = %d) TO '%s' "
-                     "(FORMAT binary)" % (table, chain_id, path))
+        cluster.psql("COPY (SELECT * FROM ethindex.%s WHERE chain_id = %d) TO %s "
+                     "(FORMAT binary)" % (table, chain_id, sql_literal(path)))
         files[table] = path
     times = []
     for run in range(runs):
@@ -220,7 +220,8 @@ def copy_benchmark(cluster, chain_id, first, last, partition_size, workdir, runs
                         last + partition_size if deferred else -1), db=db)
         cluster.psql("CHECKPOINT", db=db)
         sql = "BEGIN;\n" + "".join(
-            "COPY ethindex.%s FROM '%s' (FORMAT binary);\n" % (t, files[t]) for t in TABLES) + "COMMIT;\n"
+            "COPY ethindex.%s FROM %s (FORMAT binary);\n" % (t, sql_literal(files[t]))
+            for t in TABLES) + "COMMIT;\n"
         if deferred:
             sql += "SELECT ethindex._index_partition(%d, first_block) FROM ethindex.partitions " \
                    "WHERE chain_id = %d ORDER BY first_block;\n" % (chain_id, chain_id)
@@ -273,7 +274,8 @@ def decoder_speed(cluster, number, block, receipts, iterations):
         json.dump([bj, rj], f)
     row = cluster.query(
         "SELECT (s).* FROM (SELECT ethindex._decode_speed(%d, j->>0, j->>1, %d) AS s "
-        "FROM (SELECT pg_read_file('%s')::jsonb AS j) i) x" % (number, iterations, path))[0]
+        "FROM (SELECT pg_read_file(%s)::jsonb AS j) i) x"
+        % (number, iterations, sql_literal(path)))[0]
     os.unlink(path)
     row = {k: float(v) for k, v in row.items()}
     nbytes = (len(bj) + len(rj)) * iterations
@@ -354,8 +356,8 @@ def head_latency(args, workdir):
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         listener = PgConnection(cluster.basedir, cluster.port, "ethindex_test")
         listener.listen("ethindex_blocks")
-        cluster.psql("SELECT ethindex.add_chain('head', ARRAY['%s'], chain_id => 31337); "
-                     "SELECT ethindex.start('head')" % anvil.url)
+        cluster.psql("SELECT ethindex.add_chain('head', ARRAY[%s], chain_id => 31337); "
+                     "SELECT ethindex.start('head')" % sql_literal(anvil.url))
         # a few blocks for the schedule to learn the interval, then measure
         time.sleep(10 * args.head_block_time + 2)
         first = int(rpc_call(anvil.url, "eth_blockNumber", []), 16) + 1
@@ -435,8 +437,8 @@ def reorg_rollback(args, workdir):
         cluster.psql("CREATE EXTENSION ethindex")
         rpc_call(anvil.url, "evm_setAutomine", [False])
         head = mine_full_blocks(anvil.url, 2, args.reorg_block_txs, 0)
-        cluster.psql("SELECT ethindex.add_chain('reorg', ARRAY['%s'], chain_id => 31337); "
-                     "SELECT ethindex.start('reorg')" % anvil.url)
+        cluster.psql("SELECT ethindex.add_chain('reorg', ARRAY[%s], chain_id => 31337); "
+                     "SELECT ethindex.start('reorg')" % sql_literal(anvil.url))
         runs = []
         for run in range(args.reorgs):
             snapshot = rpc_call(anvil.url, "evm_snapshot", [])

@@ -646,14 +646,14 @@ def stop_rollback_and_kill(kind, make_reorg):
         close_session(locker)
     print("   rollback kill (%s) during %s at block %d" % (kind, what, head))
     # nothing of it was committed
-    assert sc("SELECT count(*) FROM ethindex.reorgs WHERE old_head_hash = '%s' "
-              "AND rolled_back_at <= '%s'" % (old_head_hash, killed_at)) == "0"
+    assert sc("SELECT count(*) FROM ethindex.reorgs WHERE old_head_hash = %s "
+              "AND rolled_back_at <= %s" % (lit(old_head_hash), lit(killed_at))) == "0"
     # the chain retries the rollback and reaches the new head
     new_head = mine_with_txs(1)
     wait_for_head(new_head)
-    rows = cluster.query("SELECT id, fork_block, depth, rolled_back_at > '%s' AS later "
-                         "FROM ethindex.reorgs WHERE old_head_hash = '%s'"
-                         % (killed_at, old_head_hash))
+    rows = cluster.query("SELECT id, fork_block, depth, rolled_back_at > %s AS later "
+                         "FROM ethindex.reorgs WHERE old_head_hash = %s"
+                         % (lit(killed_at), lit(old_head_hash)))
     assert len(rows) == 1 and rows[0]["later"], (rows, status_text())
     assert stored_hash(head) != old_head_hash
 

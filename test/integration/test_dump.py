@@ -17,8 +17,8 @@ ETHINDEX_DUMP_PORT_BASE (59200) picks the ports.
 import os
 import subprocess
 
-from ethindex_test import (PgCluster, PsqlError, compare_chain, free_port, start_anvil_cluster,
-                           stop_anvil_cluster)
+from ethindex_test import (PgCluster, PsqlError, compare_chain, free_port, sql_literal,
+                           start_anvil_cluster, stop_anvil_cluster)
 
 TEST_TIMEOUT = 180
 CHAIN_ID = 31337
@@ -35,8 +35,8 @@ def setup_module():
     cluster, tmpdir, anvil, txs, base = start_anvil_cluster("dump", 59200)
     restored = PgCluster(os.path.join(tmpdir, "restored"), free_port(base + 20, base + 40))
     head = txs.mine_blocks(12, all_types=True)
-    cluster.psql("SELECT ethindex.add_chain('d', ARRAY['%s'], chain_id => %d, partition_size => 1000); "
-                 "SELECT ethindex.start('d')" % (anvil.url, CHAIN_ID))
+    cluster.psql("SELECT ethindex.add_chain('d', ARRAY[%s], chain_id => %d, partition_size => 1000); "
+                 "SELECT ethindex.start('d')" % (sql_literal(anvil.url), CHAIN_ID))
     wait_for(cluster, head)
     # history worth keeping: a reorganization and a refetch
     anvil.rpc("anvil_reorg", [2, []])
@@ -107,23 +107,25 @@ def test_register_again_over_kept_data():
     cluster.psql("SELECT ethindex.remove_chain('d')")      # the rows stay
     stored = cluster.scalar("SELECT count(*) FROM ethindex.blocks")
     try:
-        cluster.psql("SELECT ethindex.add_chain('d', ARRAY['%s'], chain_id => %d)" % (anvil.url, CHAIN_ID))
+        cluster.psql("SELECT ethindex.add_chain('d', ARRAY[%s], chain_id => %d)"
+                     % (sql_literal(anvil.url), CHAIN_ID))
     except PsqlError as e:
         assert "chain id 31337 has data from an earlier registration" in str(e), e
     else:
         raise AssertionError("add_chain over kept data without existing_data succeeded")
 
     # without a chain id: learned from the node at start, then refused
-    cluster.psql("SELECT ethindex.add_chain('d2', ARRAY['%s'], partition_size => 1000); "
-                 "SELECT ethindex.start('d2')" % anvil.url)
+    cluster.psql("SELECT ethindex.add_chain('d2', ARRAY[%s], partition_size => 1000); "
+                 "SELECT ethindex.start('d2')" % sql_literal(anvil.url))
     cluster.wait_until("SELECT last_error LIKE '%which has data from an earlier registration%' "
                        "FROM ethindex.chain_status WHERE name = 'd2'", timeout=30)
     assert cluster.scalar("SELECT count(*) FROM ethindex.blocks") == stored
     cluster.psql("SELECT ethindex.stop('d2')")
     cluster.psql("SELECT ethindex.remove_chain('d2')")
 
-    cluster.psql("SELECT ethindex.add_chain('d', ARRAY['%s'], chain_id => %d, partition_size => 1000, "
-                 "existing_data => 'continue'); SELECT ethindex.start('d')" % (anvil.url, CHAIN_ID))
+    cluster.psql("SELECT ethindex.add_chain('d', ARRAY[%s], chain_id => %d, partition_size => 1000, "
+                 "existing_data => 'continue'); SELECT ethindex.start('d')"
+                 % (sql_literal(anvil.url), CHAIN_ID))
     head = txs.mine_blocks(2, start=80)
     wait_for(cluster, head)
     check(cluster, head)

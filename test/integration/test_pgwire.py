@@ -91,7 +91,7 @@ def raises(exc_type, fn):
 def test_query_rows():
     with connect() as conn:
         rows = conn.query("SELECT n, t, length(t) FROM (VALUES (1, 'plain'), (2, NULL), "
-                          "(3, '%s'), (4, '')) v(n, t) ORDER BY n" % TEXT)
+                          "(3, %s), (4, '')) v(n, t) ORDER BY n" % et.sql_literal(TEXT))
         assert rows == [["1", "plain", "5"], ["2", None, None], ["3", TEXT, "12"],
                         ["4", "", "0"]], rows
         assert conn.query("SELECT 1 WHERE false") == []

@@ -29,7 +29,7 @@ ETHINDEX_SECURITY_PORT_BASE (58800) picks the ports.
 
 import time
 
-from ethindex_test import (PsqlError, compare_chain, free_port, start_anvil_cluster,
+from ethindex_test import (PsqlError, compare_chain, free_port, sql_literal, start_anvil_cluster,
                            stop_anvil_cluster)
 
 TEST_TIMEOUT = 120
@@ -75,8 +75,8 @@ def test_search_path_does_not_reach_the_workers():
     cluster.psql("TRUNCATE public.hijacked")
 
     head = txs.mine_blocks(10, all_types=True)
-    cluster.psql("SELECT ethindex.add_chain('sec', ARRAY['%s'], chain_id => 31337); "
-                 "SELECT ethindex.start('sec')" % anvil.url)
+    cluster.psql("SELECT ethindex.add_chain('sec', ARRAY[%s], chain_id => 31337); "
+                 "SELECT ethindex.start('sec')" % sql_literal(anvil.url))
     assert cluster.scalar("SELECT ethindex.wait_for('sec', %d, '60 s')" % head) == "t"
     # a rollback: the checkpoint moves back with "$1 - 1"
     anvil.rpc("anvil_reorg", [2, []])
@@ -141,8 +141,8 @@ def test_slot_warning_once():
     slots = int(cluster.scalar("SHOW ethindex.max_chains"))
     names = ["full%d" % i for i in range(slots)]
     for i, name in enumerate(names):
-        cluster.psql("SELECT ethindex.add_chain('%s', ARRAY['http://127.0.0.1:1/'], chain_id => %d); "
-                     "SELECT ethindex.start('%s')" % (name, 777000 + i, name))
+        cluster.psql("SELECT ethindex.add_chain(%s, ARRAY['http://127.0.0.1:1/'], chain_id => %d); "
+                     "SELECT ethindex.start(%s)" % (sql_literal(name), 777000 + i, sql_literal(name)))
     try:
         cluster.wait_for_log("all %d chain slots are in use" % slots, since=since, timeout=10)
         time.sleep(3)
@@ -150,9 +150,9 @@ def test_slot_warning_once():
             cluster.log_tail(20)
     finally:
         for name in names:
-            cluster.psql("SELECT ethindex.stop('%s')" % name)
+            cluster.psql("SELECT ethindex.stop(%s)" % sql_literal(name))
         for name in names:
-            cluster.psql("SELECT ethindex.remove_chain('%s')" % name)
+            cluster.psql("SELECT ethindex.remove_chain(%s)" % sql_literal(name))
 
 
 KEYED_URL = "https://rpc.example.invalid/v2/SECRETKEY123?apikey=QUERYKEY456"
@@ -185,8 +185,8 @@ def test_roles():
         -- a routine grant of everything in the schema
         GRANT SELECT ON ALL TABLES IN SCHEMA ethindex TO eve;
     """)
-    as_role("alice", "SELECT ethindex.add_chain('keyed', ARRAY['%s'], chain_id => 424242); "
-            "SELECT ethindex.alter_chain('keyed', poll_interval => '1 s')" % KEYED_URL)
+    as_role("alice", "SELECT ethindex.add_chain('keyed', ARRAY[%s], chain_id => 424242); "
+            "SELECT ethindex.alter_chain('keyed', poll_interval => '1 s')" % sql_literal(KEYED_URL))
     assert as_role("alice", "SELECT ethindex.endpoint_urls('keyed')") == "{%s}" % KEYED_URL
     as_role("alice", "SELECT ethindex.start('keyed')")
 
@@ -252,7 +252,7 @@ def set_host_policy(allowed=None, denied=None):
         if value is None:
             cluster.psql("ALTER SYSTEM RESET ethindex.%s" % name)
         else:
-            cluster.psql("ALTER SYSTEM SET ethindex.%s = '%s'" % (name, value))
+            cluster.psql("ALTER SYSTEM SET ethindex.%s = %s" % (name, sql_literal(value)))
     cluster.psql("SELECT pg_reload_conf()")
 
 
@@ -280,7 +280,7 @@ def test_host_policy():
     before = txs.mine_blocks(1, start=90)
     assert cluster.scalar("SELECT ethindex.wait_for('sec', %d, '30 s')" % before) == "t"
     cluster.psql("SELECT ethindex.stop('sec')")
-    cluster.psql("SELECT ethindex.alter_chain('sec', rpc_urls => ARRAY['%s'])" % endpoint)
+    cluster.psql("SELECT ethindex.alter_chain('sec', rpc_urls => ARRAY[%s])" % sql_literal(endpoint))
     head = txs.mine_blocks(2, start=91)
     try:
         set_host_policy(allowed="node.example, *.example.org, 10.0.0.0/8")

@@ -21,7 +21,7 @@ ETHINDEX_STANDBY_PORT_BASE (59800) picks the ports.
 import os
 import subprocess
 
-from ethindex_test import (PgCluster, compare_chain, free_port, start_anvil_cluster,
+from ethindex_test import (PgCluster, compare_chain, free_port, sql_literal, start_anvil_cluster,
                            stop_anvil_cluster)
 from pgwire import PgConnection
 
@@ -43,8 +43,8 @@ def setup_module():
 
     # the primary indexes a chain; the standby is cloned from it
     head = txs.mine_blocks(10, all_types=True)
-    primary.psql("SELECT ethindex.add_chain('s', ARRAY['%s'], chain_id => %d); "
-                 "SELECT ethindex.start('s')" % (anvil.url, CHAIN_ID))
+    primary.psql("SELECT ethindex.add_chain('s', ARRAY[%s], chain_id => %d); "
+                 "SELECT ethindex.start('s')" % (sql_literal(anvil.url), CHAIN_ID))
     wait_for(primary, head)
     os.makedirs(standby.basedir, exist_ok=True)
     subprocess.run([standby._bin("pg_basebackup"), "-D", standby.datadir, "-R",
@@ -63,7 +63,7 @@ def teardown_module():
 
 
 def wait_for(c, block, timeout=60):
-    ok = c.scalar("SELECT ethindex.wait_for('s', %d, '%d s')" % (block, timeout))
+    ok = c.scalar("SELECT ethindex.wait_for('s', %d, %s)" % (block, sql_literal("%d s" % timeout)))
     assert ok == "t", (c.query("SELECT * FROM ethindex.chain_status"), c.log_tail(30))
 
 
@@ -76,7 +76,7 @@ def test_standby_is_idle_and_replicates():
     head = txs.mine_blocks(6, start=20)
     wait_for(primary, head)
     primary_lsn = primary.scalar("SELECT pg_current_wal_lsn()")
-    standby.wait_until("SELECT pg_last_wal_replay_lsn() >= '%s'" % primary_lsn)
+    standby.wait_until("SELECT pg_last_wal_replay_lsn() >= %s" % sql_literal(primary_lsn))
     assert standby.scalar("SELECT next_block FROM ethindex.chains WHERE name = 's'") == \
         str(head + 1)
     problems = compare_chain(standby, anvil.url, CHAIN_ID, 0, head)
@@ -103,7 +103,7 @@ def test_failover_resumes_from_the_checkpoint():
                        "AND pid = ANY((SELECT writer_pids FROM ethindex.chain_status "
                        "WHERE name = 's')::int[])")
     lsn = primary.scalar("SELECT pg_current_wal_lsn()")
-    standby.wait_until("SELECT pg_last_wal_replay_lsn() >= '%s'" % lsn)
+    standby.wait_until("SELECT pg_last_wal_replay_lsn() >= %s" % sql_literal(lsn))
     replicated_through = int(standby.scalar("SELECT next_block FROM ethindex.chains "
                                             "WHERE name = 's'")) - 1
     assert replicated_through < head, (replicated_through, head)
