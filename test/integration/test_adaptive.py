@@ -14,10 +14,13 @@ What is checked (outcomes only, never speed):
     blocks;
   * a fixed batch_size is honoured: request_blocks equals it and every
     batch but the last has exactly that many blocks;
-  * with a slow node (a fixed delay per request) the window of requests in
-    flight grows above 1; persistent HTTP 500 or 429 answers make
-    request_window (and, when adaptive, request_blocks) drop; once the
-    fault is cleared the chain completes;
+  * requests in flight, as the node (the proxy) sees them: with a slow node
+    (a fixed delay per request) several block requests are served at once;
+    lowering ethindex.max_requests_in_flight with a reload while the
+    fetcher runs bounds them from then on; persistent HTTP 500 or 429
+    answers for one block bring them down to one at a time (and, when
+    adaptive, the blocks per request down), and once the fault is cleared
+    the window grows again: the node serves several at once once more;
 and every time, every row of every block equals the node's data.
 
 Run:  runuser -u ethindex -- python3 test/integration/run.py -k adaptive
@@ -35,7 +38,7 @@ import ethindex_test as et          # noqa: E402
 import synthchain                   # noqa: E402
 from rpcserver import Chain, RpcServer  # noqa: E402
 
-PORT_BASE = int(os.environ.get("ETHINDEX_ADAPTIVE_PORT_BASE", "57150"))
+PORT_BASE = 57150       # default of ETHINDEX_ADAPTIVE_PORT_BASE (start_replay_cluster)
 CHAIN_ID_BASE = 920000
 MAX_IN_FLIGHT = 8       # ethindex.max_requests_in_flight: the window's upper bound
 ADAPT_MAX_BLOCKS = 100  # fetcher.c
@@ -43,6 +46,7 @@ SETUP_TIMEOUT = 180
 TEST_TIMEOUT = 300
 CATCHUP_WAIT = 120
 ERROR_WAIT = 60
+BLOCK_METHOD = "eth_getBlockReceipts"   # in every block request, in no head poll
 
 SETTINGS = {
     "ethindex.max_chains": 8,
@@ -114,27 +118,17 @@ def large_blocks(n, block_bytes=1500000):
 
 def setup_module(module=None):
     global cluster, replay, proxy, tmpdir
-    try:
-        replay = RpcServer(et.free_port(PORT_BASE, PORT_BASE + 10)).start()
-        proxy = RecordingProxy(et.free_port(PORT_BASE + 10, PORT_BASE + 20)).start()
-        cluster, tmpdir = et.start_extension_cluster(
-            "ethindex-adaptive-", et.free_port(PORT_BASE + 20, PORT_BASE + 30), SETTINGS)
-        _log_mark[0] = len(cluster.log_text())
-    except BaseException:
-        teardown_module()
-        raise
+    cluster, tmpdir, replay, proxy = et.start_replay_cluster(
+        "adaptive", PORT_BASE, SETTINGS, proxy=RecordingProxy)
+    _log_mark[0] = cluster.log_position()
 
 
 def teardown_module(module=None):
     global cluster, replay, proxy
     try:
-        et.stop_extension_cluster(cluster, tmpdir)
+        et.stop_replay_cluster(cluster, tmpdir, replay, proxy)
     finally:
-        cluster = None
-        for srv in (proxy, replay):
-            if srv is not None:
-                srv.stop()
-        proxy = replay = None
+        cluster = replay = proxy = None
 
 
 # ---------------------------------------------------------------------------
@@ -149,13 +143,14 @@ def next_name(label):
     return "a%02d-%s" % (_next_id[0] + 1, label)
 
 
-def new_chain(label, blocks, batch_size=None):
-    """A fresh replay chain + proxy path + registered and started ethindex
-    chain.  Returns (name, chain_id, replay_url)."""
+def new_chain(label, blocks, batch_size=None, head=None):
+    """A fresh replay chain (its head at "head", None: the last block) +
+    proxy path + registered and started ethindex chain.  Returns (name,
+    chain_id, replay_url)."""
     _next_id[0] += 1
     chain_id = CHAIN_ID_BASE + _next_id[0]
     name = "a%02d-%s" % (_next_id[0], label)
-    replay.add_chain(Chain(name, chain_id, blocks))
+    replay.add_chain(Chain(name, chain_id, blocks, head=head))
     proxy.add_proxy(name, replay.chain_url(name))
     cluster.psql("SELECT ethindex.add_chain(%s, ARRAY[%s]::text[], chain_id => %d, start_block => 0, "
                  "confirmations => 0, poll_interval => '50 ms', batch_size => %s)"
@@ -340,6 +335,7 @@ def test_receipts_fallback_with_adaptive_blocks():
     """An endpoint without eth_getBlockReceipts: per-transaction receipts,
     with adaptive blocks per request."""
     nblocks = 120
+    mark = cluster.log_position()
     pname = next_name("fallback")
     fid = proxy.add_fault("method_not_found", chain=pname, method="eth_getBlockReceipts")
     try:
@@ -353,7 +349,8 @@ def test_receipts_fallback_with_adaptive_blocks():
         proxy.clear_faults(fid)
         check_batches_cover(name, nblocks - 1)
         check_complete(name, chain_id, replay_url, nblocks - 1)
-        assert "does not support eth_getBlockReceipts" in cluster.log_text()
+        assert "does not support eth_getBlockReceipts" in cluster.log_since(mark), \
+            cluster.log_tail()
         assert status(name)["last_error"] is None, status(name)
         assert_no_crash()
     finally:
@@ -365,38 +362,86 @@ def test_receipts_fallback_with_adaptive_blocks():
 # requests in flight
 # ---------------------------------------------------------------------------
 
-def test_max_requests_in_flight_pins_the_window():
-    """The GUC is the window's upper bound, also after a reload."""
-    pin = 2
-    nblocks = 120
-    cluster.set(ethindex__max_requests_in_flight=pin)
+def set_max_in_flight(n):
+    """Set ethindex.max_requests_in_flight and reload; returns once the
+    server has it (the fetcher gets it with the SIGHUP)."""
+    cluster.set(ethindex__max_requests_in_flight=n)
     cluster.psql("SELECT pg_reload_conf()")
-    cluster.wait_until("SELECT current_setting('ethindex.max_requests_in_flight') = '%d'" % pin,
+    cluster.wait_until("SELECT current_setting('ethindex.max_requests_in_flight') = '%d'" % n,
                        timeout=10)
+
+
+def block_requests_since(name, since):
+    return len(proxy.request_times(name, BLOCK_METHOD, since=since))
+
+
+def test_max_requests_in_flight_pins_the_window():
+    """ethindex.max_requests_in_flight lowered with a reload while the
+    fetcher runs: from then on the node never has more block requests of
+    the chain in flight at once, and it has that many."""
+    pin = 2
+    nblocks, first_part = 200, 80       # blocks 0..79 before the reload
     pname = next_name("pin")
+    # a slow node: requests in flight at once pay, the window stays full
     delay_id = proxy.add_fault("delay", chain=pname, method="eth_getBlockByNumber", seconds=0.05)
     try:
-        name, chain_id, replay_url = new_chain("pin", small_blocks(nblocks), batch_size=1)
+        name, chain_id, replay_url = new_chain("pin", small_blocks(nblocks), batch_size=1,
+                                               head=first_part - 1)
         assert name == pname
         w = Watch(name)
+        w.until(lambda st: st["indexed_through"] == first_part - 1, CATCHUP_WAIT,
+                "indexed_through = %d" % (first_part - 1))
+        before = proxy.max_concurrency(name, BLOCK_METHOD)
+        assert before > pin, \
+            ("with ethindex.max_requests_in_flight %d the node never had more than %d block "
+             "requests in flight at once" % (MAX_IN_FLIGHT, before))
+        # the fetcher is running (following the head at block 79): lower the bound
+        set_max_in_flight(pin)
+        w.until(lambda st: st["request_window"] <= pin, 30, "request_window <= %d" % pin)
+        since = time.monotonic()
+        replay.set_head(name, None)
         wait_complete(w, nblocks - 1)
-        summary("pinned", w, name)
-        assert w.max_window() == pin, w.samples
+        after = proxy.max_concurrency(name, BLOCK_METHOD, since=since)
+        nreq = block_requests_since(name, since)
+        print("   pinned: at most %d block requests in flight at once before the reload, "
+              "%d in %d requests after it" % (before, after, nreq), flush=True)
+        assert nreq >= nblocks - first_part, nreq
+        assert after == pin, \
+            ("after lowering ethindex.max_requests_in_flight to %d while the fetcher ran, the "
+             "node had up to %d block requests in flight at once" % (pin, after))
         proxy.clear_faults(delay_id)
         check_complete(name, chain_id, replay_url, nblocks - 1)
+        assert_no_crash()
     finally:
         proxy.clear_faults(delay_id)
         stop_chain(pname)
-        cluster.set(ethindex__max_requests_in_flight=MAX_IN_FLIGHT)
-        cluster.psql("SELECT pg_reload_conf()")
-        cluster.wait_until("SELECT current_setting('ethindex.max_requests_in_flight') = '%d'"
-                           % MAX_IN_FLIGHT, timeout=10)
+        set_max_in_flight(MAX_IN_FLIGHT)
 
 
-def fault_drops_window(label, fault, nblocks, bad, batch_size, delay=0.1):
+def wait_requests_of_block(name, block, more, timeout):
+    """Wait until the node has seen "more" further requests for "block"."""
+    c0 = proxy.counts(method=BLOCK_METHOD, chain=name, block=block)
+    deadline = time.monotonic() + timeout
+    while proxy.counts(method=BLOCK_METHOD, chain=name, block=block) < c0 + more:
+        if time.monotonic() > deadline:
+            raise AssertionError("chain %s: the node saw %d requests for block %d in %ds, "
+                                 "want %d; status %r" % (
+                                     name, proxy.counts(method=BLOCK_METHOD, chain=name,
+                                                        block=block) - c0,
+                                     block, timeout, more, status(name)))
+        time.sleep(0.05)
+
+
+def batches_with(name, block):
+    return [b for b in proxy.batches_of(name) if block in b]
+
+
+def fault_shrinks_window(label, fault, nblocks, bad, batch_size, delay=0.1):
     """A node that takes "delay" seconds per block request (concurrency
-    pays), then answers the request with block "bad" with the given fault
-    until cleared.  Returns the Watch."""
+    pays), and answers every request with block "bad" with the given fault
+    until cleared.  Checked at the node (the proxy): several block requests
+    in flight at once before the fault; one at a time while it lasts; more
+    than one again after it is cleared (the window grows back)."""
     pname = next_name(label)
     delay_id = proxy.add_fault("delay", chain=pname, method="eth_getBlockByNumber",
                                seconds=delay)
@@ -407,28 +452,53 @@ def fault_drops_window(label, fault, nblocks, bad, batch_size, delay=0.1):
                                                batch_size=batch_size)
         assert name == pname
         w = Watch(name)
-        err = w.until(lambda st: st["state"] == "error", ERROR_WAIT, "error state")
-        peak_window, peak_blocks = w.max_window(), w.max_blocks()
-        assert peak_window >= 2, \
-            "window never grew above 1 before the fault: %r" % w.samples
-        assert err["indexed_through"] is None or err["indexed_through"] < bad, err
-        # the fault persists: every failed attempt halves the window
-        want_window = max(1, peak_window // 2)
-        st = w.until(lambda st: st["request_window"] <= want_window and
-                     (batch_size is not None or st["request_blocks"] <= max(1, peak_blocks // 2)),
-                     ERROR_WAIT, "request_window <= %d after the fault" % want_window)
-        assert st["state"] == "error", st
+        # every block before the bad one is stored, and the fetcher is at it
+        w.until(lambda st: st["indexed_through"] == bad - 1 and st["state"] == "error",
+                ERROR_WAIT, "indexed_through = %d and state error" % (bad - 1))
+        peak_before = proxy.max_concurrency(name, BLOCK_METHOD)
+        assert peak_before >= 3, \
+            "the node never had more than %d block requests in flight at once" % peak_before
+        # From here every attempt starts at the bad block and fails; each
+        # failure halves the window (at most MAX_IN_FLIGHT = 8): after 4
+        # more attempts it is 1.  Then the node must see one block request
+        # at a time.
+        wait_requests_of_block(name, bad, 4, ERROR_WAIT)
+        since = time.monotonic()
+        wait_requests_of_block(name, bad, 3, ERROR_WAIT)
+        failing = proxy.max_concurrency(name, BLOCK_METHOD, since=since)
+        st = status(name)
+        assert st["state"] == "error" and st["indexed_through"] == bad - 1, st
+        assert failing == 1, \
+            ("while every attempt failed at block %d the node still had up to %d block "
+             "requests in flight at once (the window did not shrink to 1)" % (bad, failing))
+        assert st["request_window"] == 1, st
+        sizes = [len(b) for b in batches_with(name, bad)]
         if batch_size is not None:
-            assert {s[0] for s in w.samples} == {batch_size}, w.samples
-        # recovery
+            assert {s[0] for s in w.samples if s[0] is not None} == {batch_size}, w.samples
+            assert set(sizes) == {batch_size}, sizes
+        else:
+            # the blocks per request came down as well
+            peak_blocks = max(len(b) for b in proxy.batches_of(name))
+            assert peak_blocks >= 8 and sizes[-1] <= peak_blocks // 4, (peak_blocks, sizes)
+            assert st["request_blocks"] <= peak_blocks // 4, (peak_blocks, st)
+        # the fault cleared (the node as slow as before): the window grows again
         proxy.clear_faults(fid)
+        since = time.monotonic()
+        st = w.until(lambda st: proxy.max_concurrency(name, BLOCK_METHOD, since=since) >= 2
+                     or st["indexed_through"] == nblocks - 1,
+                     CATCHUP_WAIT, "2 block requests in flight at once after the fault")
+        regrown = proxy.max_concurrency(name, BLOCK_METHOD, since=since)
+        assert regrown >= 2, \
+            ("after the fault was cleared the node saw only %d block request at a time up to "
+             "block %d: the window did not grow again" % (regrown, nblocks - 1))
         proxy.clear_faults(delay_id)
         wait_complete(w, nblocks - 1)
-        print("   %s: window peak %d before the fault, %d while failing; blocks peak %s, %s"
-              % (label, peak_window, st["request_window"], peak_blocks, st["request_blocks"]))
+        print("   %s: block requests in flight at once: %d before the fault, %d while "
+              "failing, %d after; blocks per request of the failing requests %s"
+              % (label, peak_before, failing, regrown, sizes[:12]), flush=True)
         summary(label, w, name)
         check_complete(name, chain_id, replay_url, nblocks - 1)
-        w.until(lambda st: st["state"] == "running", 10, "state running")
+        w.until(lambda st: st["state"] == "running", 30, "state running")
         assert_no_crash()
         return w
     finally:
@@ -437,20 +507,20 @@ def fault_drops_window(label, fault, nblocks, bad, batch_size, delay=0.1):
         stop_chain(pname)
 
 
-def test_http_500_halves_window():
-    fault_drops_window("w500", {"kind": "http_status", "status": 500},
-                       nblocks=300, bad=220, batch_size=2)
+def test_http_500_shrinks_and_regrows_window():
+    fault_shrinks_window("w500", {"kind": "http_status", "status": 500},
+                         nblocks=300, bad=220, batch_size=2)
 
 
-def test_http_429_halves_window_and_blocks():
-    fault_drops_window("w429", {"kind": "http_status", "status": 429, "retry_after": 1},
-                       nblocks=400, bad=330, batch_size=None, delay=0.15)
+def test_http_429_shrinks_window_and_blocks():
+    fault_shrinks_window("w429", {"kind": "http_status", "status": 429},
+                         nblocks=500, bad=330, batch_size=None, delay=0.15)
 
 
 def test_launcher_stayed_up():
     """The launcher never failed after setup (it may exit once before the
     database exists)."""
-    log = cluster.log_text()[_log_mark[0]:]
+    log = cluster.log_since(_log_mark[0])
     lines = [l for l in log.splitlines()
              if 'background worker "ethindex launcher"' in l and "exited" in l]
     assert not lines, "the launcher failed:\n%s" % "\n".join(lines[:6])
