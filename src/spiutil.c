@@ -23,7 +23,9 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "nodes/makefuncs.h"
 #include "pgstat.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -31,7 +33,18 @@
 
 #include "spiutil.h"
 
-/* Run work(arg) in a transaction of its own, with SPI and a snapshot. */
+/*
+ * Run work(arg) in a transaction of its own, with SPI and a snapshot.
+ *
+ * The transaction first takes ACCESS SHARE on ethindex.chains (if it
+ * exists), the table DROP EXTENSION locks before the data tables: every
+ * worker transaction then takes its locks in the order DROP EXTENSION does.
+ * An insert worker's batch locks partitions and only then the checkpoint
+ * row; without this, a DROP EXTENSION that got the lock of chains in
+ * between waited for the partitions while the worker waited for chains, a
+ * deadlock that failed the DROP.  Now DROP EXTENSION waits until the
+ * workers' transactions under way end, and theirs after it wait for it.
+ */
 void
 run_in_transaction(const char *activity, TransactionWork work, void *arg)
 {
@@ -39,6 +52,7 @@ run_in_transaction(const char *activity, TransactionWork work, void *arg)
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	(void) RangeVarGetRelid(makeRangeVar("ethindex", "chains", -1), AccessShareLock, true);
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, activity);
