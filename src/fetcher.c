@@ -784,6 +784,13 @@ fetch_refetch_batch(FetcherState *st, DecodedBlock **blocks)
 		if (n > 0 && size > queue_max_record(&st->slot->queue) / 2)
 			break;				/* the rest in the next batch */
 	}
+
+	/*
+	 * A block whose record alone is larger than the queue: a failure of
+	 * this batch (raised here, where refetch_step() counts it, so that the
+	 * request ends with it), not of the fetcher when it queues the record.
+	 */
+	queue_check_record_fits(&st->slot->queue, blockrec_replace_size(*blocks, n));
 	return n;
 }
 

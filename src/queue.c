@@ -67,8 +67,9 @@ queue_max_record(BlockQueue *queue)
 	return queue->capacity - QUEUE_RECORD_HEADER_SIZE;
 }
 
-static void
-check_record_fits(BlockQueue *queue, Size len)
+/* Raise the error of a record of len bytes that can never fit the ring. */
+void
+queue_check_record_fits(BlockQueue *queue, Size len)
 {
 	if (len > queue_max_record(queue))
 		ereport(ERROR,
@@ -92,7 +93,7 @@ queue_try_reserve(BlockQueue *queue, char *ring, Size len)
 	Size		need;
 	char	   *payload = NULL;
 
-	check_record_fits(queue, len);
+	queue_check_record_fits(queue, len);
 	LWLockAcquire(&queue->lock, LW_EXCLUSIVE);
 	Assert(!queue->reserved);
 
@@ -146,7 +147,7 @@ queue_reserve(BlockQueue *queue, char *ring, Size len)
 {
 	char	   *payload;
 
-	check_record_fits(queue, len);
+	queue_check_record_fits(queue, len);
 	for (;;)
 	{
 		ConditionVariablePrepareToSleep(&queue->changed);

@@ -22,6 +22,7 @@
 extern void queue_init(BlockQueue *queue, Size capacity, int tranche_id);
 extern void queue_reset(BlockQueue *queue);
 extern Size queue_max_record(BlockQueue *queue);
+extern void queue_check_record_fits(BlockQueue *queue, Size len);
 extern char *queue_try_reserve(BlockQueue *queue, char *ring, Size len);
 extern void queue_prepare_to_wait_for_room(BlockQueue *queue);
 extern char *queue_reserve(BlockQueue *queue, char *ring, Size len);
