@@ -68,6 +68,24 @@ typedef struct WantedChain
 
 static LauncherSlot *launcher_slots;
 
+/*
+ * Names of the started chains that found every slot taken at the last turn
+ * (char *, in TopMemoryContext): each is named in a WARNING once, when it
+ * first lacks a slot, and again only after it had one or was stopped.
+ */
+static List *chains_without_slot = NIL;
+
+static bool
+name_in_list(List *names, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, names)
+		if (strcmp((const char *) lfirst(lc), name) == 0)
+			return true;
+	return false;
+}
+
 static void
 launcher_detach(int code, Datum arg)
 {
@@ -336,8 +354,8 @@ reconcile(void)
 	List	   *chains = read_chains();
 	ListCell   *lc;
 	TimestampTz now = GetCurrentTimestamp();
-	static bool warned_no_chain_slot = false;
-	bool		lacked_slot = false;
+	List	   *lacking = NIL;
+	MemoryContext old;
 
 	/* slots of chains that are no longer wanted */
 	for (int i = 0; i < ethindex_shared->nslots; i++)
@@ -443,22 +461,27 @@ reconcile(void)
 		slotno = assign_slot(chain->name);
 		if (slotno < 0)
 		{
-			if (!warned_no_chain_slot)
+			if (!name_in_list(chains_without_slot, chain->name))
 				ereport(WARNING,
 						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 						 errmsg("ethindex cannot start chain \"%s\": all %d chain slots are in use",
 								chain->name, ethindex_shared->nslots),
+						 errdetail("The chain waits until a slot is free."),
 						 errhint("Increase ethindex.max_chains.")));
-			warned_no_chain_slot = true;
-			lacked_slot = true;
+			lacking = lappend(lacking, chain->name);
 			continue;
 		}
 		ereport(LOG, (errmsg("ethindex: starting chain \"%s\"", chain->name)));
 		start_workers(slotno);
 	}
-	/* warn again only after every started chain had a slot once */
-	if (!lacked_slot)
-		warned_no_chain_slot = false;
+	/* remember who was warned about: the chains still without a slot */
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	list_free_deep(chains_without_slot);
+	chains_without_slot = NIL;
+	foreach(lc, lacking)
+		chains_without_slot = lappend(chains_without_slot, pstrdup((char *) lfirst(lc)));
+	MemoryContextSwitchTo(old);
+	list_free(lacking);
 	list_free_deep(chains);
 }
 
