@@ -14,7 +14,6 @@ Run:  runuser -u ethindex -- python3 test/integration/run.py -k fixtures
 
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
@@ -23,7 +22,6 @@ import fixtures                     # noqa: E402
 from rpcserver import Chain, RpcServer  # noqa: E402
 
 PORT_BASE = int(os.environ.get("ETHINDEX_FIXTURE_PORT_BASE", "57020"))
-WORKDIR = os.environ.get("ETHINDEX_TEST_TMP", "/tmp/ethindex_test")
 CHAIN_ID_BASE = 900000
 WAIT_SECONDS = 120
 
@@ -33,12 +31,12 @@ class FixtureEnv:
 
     def __init__(self):
         self.cluster = None
+        self.tmpdir = None
         self.server = None
         self.sets = {}          # chain name -> (set name, chain_id, {n: (block, receipts)})
         self.log_mark = 0       # server log offset after setup
 
     def start(self):
-        base = et.free_dir(os.path.join(WORKDIR, "fixtures"))
         self.server = RpcServer(et.free_port(PORT_BASE, PORT_BASE + 10))
         for k, set_name in enumerate(fixtures.set_names(), start=1):
             blocks = fixtures.load_set(set_name)
@@ -47,17 +45,10 @@ class FixtureEnv:
             self.server.add_chain(Chain(name, chain_id, blocks))
             self.sets[name] = (set_name, chain_id, blocks)
         self.server.start()
-        self.cluster = et.PgCluster(base, et.free_port(PORT_BASE + 10, PORT_BASE + 20),
-                                    settings={"ethindex.max_chains": 16,
-                                              "ethindex.retry_max_delay": 2000})
-        self.cluster.init()
-        self.cluster.start()
-        self.cluster.createdb("ethindex_test")
-        self.cluster.psql("CREATE EXTENSION ethindex")
-        # the launcher may have exited once before the database existed;
-        # from here on it must not exit at all
-        self.cluster.wait_until("SELECT count(*) = 1 FROM pg_stat_activity "
-                                "WHERE backend_type = 'ethindex launcher'", timeout=30)
+        # a new temporary directory of its own (two runs never share one)
+        self.cluster, self.tmpdir = et.start_extension_cluster(
+            "ethindex-fixtures-", et.free_port(PORT_BASE + 10, PORT_BASE + 20),
+            settings={"ethindex.max_chains": 16, "ethindex.retry_max_delay": 2000})
         self.log_mark = len(self.cluster.log_text())
         sql = []
         for name, (set_name, chain_id, blocks) in self.sets.items():
@@ -76,8 +67,7 @@ class FixtureEnv:
 
     def stop(self):
         try:
-            if self.cluster is not None:
-                self.cluster.stop()
+            et.stop_extension_cluster(self.cluster, self.tmpdir)
         finally:
             if self.server is not None:
                 self.server.stop()
@@ -192,6 +182,132 @@ def test_fixture_status_and_requests():
     lines = [l for l in since.splitlines()
              if 'background worker "ethindex launcher"' in l or "ERROR:" in l]
     assert not lines, "server log after setup:\n%s" % "\n".join(lines[:6])
+
+
+# ---------------------------------------------------------------------------
+# The oracle sees a corrupted column
+# ---------------------------------------------------------------------------
+
+# (set, table, row, column, SQL expression of a wrong value) with "row" a
+# condition on the table's key columns after chain_id (a dict), or an SQL
+# query choosing one (its first row).  Every type of column: bytea, bytea[],
+# numeric, timestamptz, bigint, integer, smallint, boolean, jsonb, and a
+# value made NULL.
+MUTATIONS = [
+    ("mainnet-18000000", "blocks", {"number": 18000000}, "hash",
+     "set_byte(hash, 31, get_byte(hash, 31) # 1)"),
+    ("mainnet-18000000", "blocks", {"number": 18000000}, "base_fee_per_gas",
+     "base_fee_per_gas + 1"),
+    ("mainnet-18000000", "blocks", {"number": 18000000}, "timestamp",
+     "timestamp + interval '1 second'"),
+    ("mainnet-18000000", "blocks", {"number": 18000000}, "gas_used", "gas_used - 1"),
+    ("mainnet-18000000", "blocks", {"number": 18000000}, "uncles",
+     "array_append(uncles, '\\x00'::bytea)"),
+    ("mainnet-18000000", "blocks", {"number": 18000000}, "withdrawal_count", "NULL"),
+    ("mainnet-17000000", "transactions",
+     "SELECT block_number, transaction_index FROM ethindex.transactions WHERE chain_id = %d "
+     "AND jsonb_array_length(access_list) > 0 ORDER BY transaction_index", "access_list",
+     "access_list || '[{\"address\": \"0x0000000000000000000000000000000000000000\", "
+     "\"storageKeys\": []}]'::jsonb"),
+    ("mainnet-18000000", "transactions", {"block_number": 18000000, "transaction_index": 3},
+     "value", "value + 1"),
+    ("mainnet-18000000", "transactions", {"block_number": 18000000, "transaction_index": 3},
+     "input", "input || '\\x00'::bytea"),
+    ("mainnet-18000000", "transactions", {"block_number": 18000000, "transaction_index": 7},
+     "status", "1 - status"),
+    ("mainnet-18000000", "transactions", {"block_number": 18000000, "transaction_index": 7},
+     "block_timestamp", "block_timestamp - interval '12 seconds'"),
+    ("mainnet-18000000", "logs", {"block_number": 18000000, "log_index": 5}, "data",
+     "data || '\\x01'::bytea"),
+    ("mainnet-18000000", "logs",
+     "SELECT block_number, log_index FROM ethindex.logs WHERE chain_id = %d "
+     "AND topic1 IS NOT NULL ORDER BY log_index DESC", "topic1", "NULL"),
+    ("mainnet-18000000", "logs", {"block_number": 18000000, "log_index": 5}, "removed",
+     "NOT removed"),
+    ("mainnet-18000000", "logs", {"block_number": 18000000, "log_index": 5},
+     "transaction_index", "transaction_index + 1"),
+    ("mainnet-18000000", "withdrawals", {"block_number": 18000000, "index": None}, "amount",
+     "amount + 1"),
+    ("mainnet-18000000", "withdrawals", {"block_number": 18000000, "index": None},
+     "validator_index", "validator_index + 1"),
+    ("mainnet-18000000", "withdrawals", {"block_number": 18000000, "index": None}, "address",
+     "set_byte(address, 0, get_byte(address, 0) # 128)"),
+    ("mainnet-483920", "blocks", {"number": 483920}, "total_difficulty",
+     "total_difficulty - 1"),
+    ("mainnet-483920", "transactions", {"block_number": 483920, "transaction_index": 0},
+     "root", "set_byte(root, 0, get_byte(root, 0) # 255)"),
+]
+
+
+def _stored_problems(set_name):
+    e = env()
+    _, chain_id, blocks = e.sets["fx-" + set_name]
+    expected = {t: [] for t in et.TABLES}
+    for n, (b, rl) in sorted(blocks.items()):
+        rows = et.expected_rows(b, rl, chain_id)
+        for t in et.TABLES:
+            expected[t].extend(rows[t])
+    return et.compare_rows(expected, et.stored_rows(e.cluster, chain_id, min(blocks), max(blocks)))
+
+
+def _mutation_row(set_name, table, row):
+    """The key (dict, in key column order) of the row a MUTATIONS entry means."""
+    e = env()
+    _, chain_id, _ = e.sets["fx-" + set_name]
+    keycols = et.TABLE_KEYS[table]
+    if isinstance(row, str):
+        got = e.cluster.query(row % chain_id + " LIMIT 1")
+        assert got, "no row for: %s" % row
+        return {k: got[0][k] for k in keycols}
+    row = dict(row)
+    if row.get("index", 0) is None:     # the block's first withdrawal
+        row["index"] = int(e.cluster.scalar(
+            "SELECT min(index) FROM ethindex.withdrawals WHERE chain_id = %d "
+            "AND block_number = %d" % (chain_id, row["block_number"])))
+    assert list(row) == list(keycols), (row, keycols)
+    return row
+
+
+def test_oracle_reports_a_corrupted_column():
+    """compare_rows, the oracle of every test, reports a single column
+    changed by hand in one stored row: exactly that row and column, nothing
+    else, for columns of every type in the four tables.  Each value is put
+    back (and checked) before the next."""
+    e = env()
+    for set_name in sorted({m[0] for m in MUTATIONS}):
+        assert _stored_problems(set_name) == [], set_name
+    types = {t: dict(et.table_columns(e.cluster, t)) for t in et.TABLES}
+    seen_types = set()
+    for set_name, table, row, column, wrong in MUTATIONS:
+        _, chain_id, _ = e.sets["fx-" + set_name]
+        key = _mutation_row(set_name, table, row)
+        cond = " AND ".join(["chain_id = %d" % chain_id] +
+                            ["%s = %d" % (k, v) for k, v in key.items()])
+        pgtype = types[table][column]
+        seen_types.add(pgtype)
+        what = "%s %s column %s" % (table, ", ".join("%s=%s" % kv for kv in key.items()), column)
+        text = "coalesce(%s::text, '<NULL>')" % column     # psql -At prints NULL as ''
+        before = e.cluster.scalar("SELECT %s FROM ethindex.%s WHERE %s" % (text, table, cond))
+        assert before is not None and "\n" not in before, (what, before)
+        after = e.cluster.scalar("UPDATE ethindex.%s SET %s = %s WHERE %s RETURNING %s"
+                                 % (table, column, wrong, cond, text))
+        try:
+            assert after is not None and "\n" not in after and after != before, \
+                (what, before, after)
+            problems = _stored_problems(set_name)
+            assert len(problems) == 1 and problems[0].startswith(what + ": expected "), \
+                "%s changed by hand; the oracle reports:\n%s" % (what, "\n".join(problems))
+        finally:
+            restored = e.cluster.scalar(
+                "UPDATE ethindex.%s SET %s = %s WHERE %s RETURNING %s"
+                % (table, column, "NULL" if before == "<NULL>" else
+                   "%s::%s" % (lit(before), pgtype), cond, text))
+        assert restored == before, "%s not restored: %r, was %r" % (what, restored, before)
+    for set_name in sorted({m[0] for m in MUTATIONS}):
+        assert _stored_problems(set_name) == [], set_name
+    assert {"bytea", "bytea[]", "jsonb", "bigint", "integer", "smallint", "boolean",
+            "timestamp with time zone"} <= seen_types, seen_types
+    assert any(t.startswith("numeric") for t in seen_types), seen_types
 
 
 # ---------------------------------------------------------------------------
