@@ -32,9 +32,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import ethindex_test as et          # noqa: E402
 import synthchain                   # noqa: E402
 from pgwire import PgConnection     # noqa: E402
-from rpcserver import Chain, RpcServer  # noqa: E402
+from rpcserver import Chain        # noqa: E402
 
-PORT_BASE = int(os.environ.get("ETHINDEX_FLOW_PORT_BASE", "59700"))
+PORT_BASE = 59700       # default of ETHINDEX_FLOW_PORT_BASE (start_replay_cluster)
 CHAIN = "flow"
 CHAIN_ID = 940001
 NBLOCKS = 200
@@ -89,13 +89,12 @@ def warm_up(url):
 
 def setup_module(module=None):
     global cluster, replay, tmpdir
+    cluster, tmpdir, replay, _ = et.start_replay_cluster(
+        "flow", PORT_BASE, SETTINGS,
+        chains=[Chain(CHAIN, CHAIN_ID, padded_chain()),
+                Chain(MEM_CHAIN, MEM_CHAIN_ID, padded_chain(MEM_CHAIN_ID))])
     try:
-        replay = RpcServer(et.free_port(PORT_BASE, PORT_BASE + 10)).start()
-        replay.add_chain(Chain(CHAIN, CHAIN_ID, padded_chain()))
-        replay.add_chain(Chain(MEM_CHAIN, MEM_CHAIN_ID, padded_chain(MEM_CHAIN_ID)))
         warm_up(replay.chain_url(CHAIN))
-        cluster, tmpdir = et.start_extension_cluster(
-            "ethindex-flow-", et.free_port(PORT_BASE + 10, PORT_BASE + 20), SETTINGS)
     except BaseException:
         teardown_module()
         raise
@@ -104,34 +103,35 @@ def setup_module(module=None):
 def teardown_module(module=None):
     global cluster, replay
     try:
-        et.stop_extension_cluster(cluster, tmpdir)
+        et.stop_replay_cluster(cluster, tmpdir, replay)
     finally:
-        cluster = None
-        if replay is not None:
-            replay.stop()
-        replay = None
+        cluster = replay = None
+
+
+lit = et.sql_literal
 
 
 def fetcher_activity():
     return cluster.scalar(
         "SELECT a.query FROM pg_stat_activity a JOIN ethindex.chain_status s "
-        "ON a.pid = s.fetcher_pid WHERE s.name = '%s'" % CHAIN)
+        "ON a.pid = s.fetcher_pid WHERE s.name = %s" % lit(CHAIN))
 
 
 def test_full_queue_keeps_requests_alive():
-    cluster.psql("SELECT ethindex.add_chain('%s', ARRAY['%s'], chain_id => %d, batch_size => %d)"
-                 % (CHAIN, replay.chain_url(CHAIN), CHAIN_ID, BATCH))
+    mark = cluster.log_position()
+    cluster.psql("SELECT ethindex.add_chain(%s, ARRAY[%s], chain_id => %d, batch_size => %d)"
+                 % (lit(CHAIN), lit(replay.chain_url(CHAIN)), CHAIN_ID, BATCH))
     blocker = PgConnection(cluster.basedir, cluster.port, "ethindex_test")
     try:
         blocker.query("BEGIN")
         # the insert worker registers the chain's first partitions before
         # it stores a block: it waits for this lock
         blocker.query("LOCK TABLE ethindex.partitions IN EXCLUSIVE MODE")
-        cluster.psql("SELECT ethindex.start('%s')" % CHAIN)
+        cluster.psql("SELECT ethindex.start(%s)" % lit(CHAIN))
 
         cluster.wait_until("SELECT a.query = 'waiting for room in the queue' "
                            "FROM pg_stat_activity a JOIN ethindex.chain_status s "
-                           "ON a.pid = s.fetcher_pid WHERE s.name = '%s'" % CHAIN, timeout=60)
+                           "ON a.pid = s.fetcher_pid WHERE s.name = %s" % lit(CHAIN), timeout=60)
         st = cluster.chain_status(CHAIN)
         assert int(st["queued_bytes"]) > 512 * 1024, st
         assert st["indexed_through"] is None, st
@@ -147,11 +147,11 @@ def test_full_queue_keeps_requests_alive():
     finally:
         blocker.close()
 
-    ok = cluster.scalar("SELECT ethindex.wait_for('%s', %d, '60 s')" % (CHAIN, NBLOCKS - 1))
+    ok = cluster.scalar("SELECT ethindex.wait_for(%s, %d, '60 s')" % (lit(CHAIN), NBLOCKS - 1))
     st = cluster.chain_status(CHAIN)
     assert ok == "t", (st, cluster.log_tail(30))
     assert st["last_error"] is None, st
-    assert "timed out" not in cluster.log_text(), cluster.log_tail(30)
+    assert "timed out" not in cluster.log_since(mark), cluster.log_tail(30)
     problems = et.compare_chain(cluster, replay.chain_url(CHAIN), CHAIN_ID, 0, NBLOCKS - 1)
     assert not problems, "\n".join(problems[:30])
 
@@ -159,10 +159,21 @@ def test_full_queue_keeps_requests_alive():
 def test_responses_in_memory_are_bounded():
     cluster.psql("ALTER SYSTEM SET ethindex.max_bytes_in_flight = '1MB'")
     cluster.psql("SELECT pg_reload_conf()")
+    try:
+        responses_in_memory_are_bounded()
+    finally:
+        cluster.psql("ALTER SYSTEM RESET ethindex.max_bytes_in_flight")
+        cluster.psql("SELECT pg_reload_conf()")
+
+
+def responses_in_memory_are_bounded():
+    cluster.wait_until("SELECT current_setting('ethindex.max_bytes_in_flight') = '1MB'",
+                       timeout=10)
     mark = cluster.log_position()
-    cluster.psql("SELECT ethindex.add_chain('%s', ARRAY['%s'], chain_id => %d, batch_size => 1); "
-                 "SELECT ethindex.start('%s')"
-                 % (MEM_CHAIN, replay.chain_url(MEM_CHAIN), MEM_CHAIN_ID, MEM_CHAIN))
+    cluster.psql("SELECT ethindex.add_chain(%s, ARRAY[%s], chain_id => %d, batch_size => 1); "
+                 "SELECT ethindex.start(%s)"
+                 % (lit(MEM_CHAIN), lit(replay.chain_url(MEM_CHAIN)), MEM_CHAIN_ID,
+                    lit(MEM_CHAIN)))
     peak = 0
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -174,7 +185,7 @@ def test_responses_in_memory_are_bounded():
     st = cluster.chain_status(MEM_CHAIN)
     assert st["indexed_through"] is not None and int(st["indexed_through"]) == NBLOCKS - 1, \
         (st, cluster.log_tail(30))
-    log = cluster.log_text()[mark:]
+    log = cluster.log_since(mark)
     assert "the chain's responses in memory reached ethindex.max_bytes_in_flight (1024 kB)" \
         in log, cluster.log_tail(30)
     # never more than the limit and one response's buffer (512 kB) beyond it
