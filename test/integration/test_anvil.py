@@ -532,22 +532,43 @@ def test_cluster_restart():
 CANCEL_LINE = "ERROR:  canceling statement due to user request"
 
 
+def cancel_backends(pid_condition):
+    """pg_cancel_backend() on the chain's workers matching pid_condition (SQL
+    over s.fetcher_pid, s.writer_pids and a.pid); [(pid, backend_type)] of
+    those it signalled."""
+    rows = q("SELECT a.pid, a.backend_type, pg_cancel_backend(a.pid) AS sent "
+             "FROM ethindex.chain_status s JOIN pg_stat_activity a ON %s "
+             "WHERE s.name = %s" % (pid_condition, lit(CHAIN)))
+    return [(r["pid"], r["backend_type"]) for r in rows if r["sent"]]
+
+
 def test_cancel_fetcher_and_writer():
-    """Query cancels (pg_cancel_backend) hitting the workers at random points
-    end in an ERROR, never a crash; the chain recovers and stays exact."""
+    """Query cancels (pg_cancel_backend) hitting the workers end in an
+    ERROR, never a crash; the chain recovers and stays exact.  First the
+    fetcher alone and an insert worker alone, each seen to log the cancel;
+    then both kinds at varied points while blocks arrive."""
     first = max(0, anvil.head() - 10)
     fresh_chain(start_block=first)
     wait_for(anvil.head(), 60)
     mark = cluster.log_position()
+
+    for kind, cond in (("ethindex fetcher", "a.pid = s.fetcher_pid"),
+                       ("ethindex writer", "a.pid = s.writer_pids[1]")):
+        cluster.wait_until("SELECT state = 'running' AND fetcher_pid IS NOT NULL "
+                           "AND writer_pids[1] IS NOT NULL FROM ethindex.chain_status "
+                           "WHERE name = %s" % lit(CHAIN), timeout=120)
+        pos = cluster.log_position()
+        hit = cancel_backends(cond)
+        assert len(hit) == 1 and hit[0][1] == kind, (kind, hit)
+        cluster.wait_for_log("[%d] %s" % (hit[0][0], CANCEL_LINE), since=pos, timeout=60)
+        mixed_block(490)
+        wait_for(anvil.mine(), 180)
+
     hits = []           # (pid, backend_type) that pg_cancel_backend signalled
     for round_ in range(30):
         mixed_block(500 + round_)
         anvil.mine()
-        rows = q("SELECT a.pid, a.backend_type, pg_cancel_backend(a.pid) AS sent "
-                 "FROM ethindex.chain_status s JOIN pg_stat_activity a "
-                 "ON a.pid = s.fetcher_pid OR a.pid = ANY (s.writer_pids) "
-                 "WHERE s.name = %s" % lit(CHAIN))
-        hits += [(r["pid"], r["backend_type"]) for r in rows if r["sent"]]
+        hits += cancel_backends("a.pid = s.fetcher_pid OR a.pid = ANY (s.writer_pids)")
         time.sleep(0.03)        # pacing only: cancels at varied points
     head = anvil.head()
     wait_for(head, 180)
@@ -555,16 +576,11 @@ def test_cancel_fetcher_and_writer():
     log = _log_since(mark)
     assert "terminated by signal" not in log and "PANIC" not in log, \
         "a worker crashed:\n" + cluster.log_tail()
-    # the cancels reached workers of both kinds, and each kind logged one
-    kinds = {t for _, t in hits}
-    assert kinds == {"ethindex fetcher", "ethindex writer"}, hits
-    logged = {t for p, t in hits if "[%d] %s" % (p, CANCEL_LINE) in log}
-    assert logged == {"ethindex fetcher", "ethindex writer"}, (
-        "no cancel in the server log of a %s; cancelled %r:\n%s"
-        % (kinds - logged, hits, log[-4000:]))
-    print("   %d cancels sent (%d fetcher, %d insert worker)"
+    assert {t for _, t in hits} == {"ethindex fetcher", "ethindex writer"}, hits
+    print("   %d cancels sent at varied points (%d fetcher, %d insert worker), %d logged"
           % (len(hits), sum(t == "ethindex fetcher" for _, t in hits),
-             sum(t == "ethindex writer" for _, t in hits)))
+             sum(t == "ethindex writer" for _, t in hits),
+             sum("[%d] %s" % (p, CANCEL_LINE) in log for p, _ in hits)))
 
 
 test_cancel_fetcher_and_writer.timeout = 300
