@@ -7,7 +7,12 @@ ethereum-etl's expected exports where those exist.
 One PostgreSQL cluster and one replay server (test/lib/rpcserver.py) serve
 all tests of this module: every fixture set is its own chain
 (/chain/<name>, fake chain id 900000 + k, start_block = the set's first
-block, confirmations 0), registered and started together.
+block, confirmations 0), registered and started together.  The cluster lives in a new temporary
+directory of its own (start_extension_cluster), so runs never share one.
+
+test_oracle_reports_a_corrupted_column checks the oracle itself: a column
+of a stored row changed by hand (and put back) is reported, exactly that
+row and column.
 
 Run:  runuser -u ethindex -- python3 test/integration/run.py -k fixtures
 """
@@ -239,15 +244,22 @@ MUTATIONS = [
 ]
 
 
+_expected_cache = {}
+
+
 def _stored_problems(set_name):
+    """compare_rows() of the set's JSON and its stored rows."""
     e = env()
     _, chain_id, blocks = e.sets["fx-" + set_name]
-    expected = {t: [] for t in et.TABLES}
-    for n, (b, rl) in sorted(blocks.items()):
-        rows = et.expected_rows(b, rl, chain_id)
-        for t in et.TABLES:
-            expected[t].extend(rows[t])
-    return et.compare_rows(expected, et.stored_rows(e.cluster, chain_id, min(blocks), max(blocks)))
+    if set_name not in _expected_cache:
+        expected = {t: [] for t in et.TABLES}
+        for n, (b, rl) in sorted(blocks.items()):
+            rows = et.expected_rows(b, rl, chain_id)
+            for t in et.TABLES:
+                expected[t].extend(rows[t])
+        _expected_cache[set_name] = expected
+    return et.compare_rows(_expected_cache[set_name],
+                           et.stored_rows(e.cluster, chain_id, min(blocks), max(blocks)))
 
 
 def _mutation_row(set_name, table, row):
