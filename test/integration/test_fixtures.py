@@ -7,8 +7,9 @@ ethereum-etl's expected exports where those exist.
 One PostgreSQL cluster and one replay server (test/lib/rpcserver.py) serve
 all tests of this module: every fixture set is its own chain
 (/chain/<name>, fake chain id 900000 + k, start_block = the set's first
-block, confirmations 0), registered and started together.  The cluster lives in a new temporary
-directory of its own (start_extension_cluster), so runs never share one.
+block, confirmations 0), registered and started together.  The cluster
+lives in a new temporary directory of its own (start_extension_cluster), so
+runs never share one.
 
 test_oracle_reports_a_corrupted_column checks the oracle itself: a column
 of a stored row changed by hand (and put back) is reported, exactly that
