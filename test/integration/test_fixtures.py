@@ -18,8 +18,10 @@ row and column.
 Run:  runuser -u ethindex -- python3 test/integration/run.py -k fixtures
 """
 
+import json
 import os
 import sys
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
@@ -188,6 +190,42 @@ def test_fixture_status_and_requests():
     lines = [l for l in since.splitlines()
              if 'background worker "ethindex launcher"' in l or "ERROR:" in l]
     assert not lines, "server log after setup:\n%s" % "\n".join(lines[:6])
+
+
+def _post(url, body):
+    req = urllib.request.Request(url, data=body.encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.read().decode("utf-8")
+
+
+def test_fixture_responses_served_as_recorded():
+    """What the decoder gets is the recorded bytes: every block and receipt
+    object the replay server answers with appears byte for byte in a file of
+    the set (whitespace, key order, escapes as the node sent them), and at
+    least the pretty-printed mainnet sets are not what a re-serialization
+    would give."""
+    e = env()
+    differs = []
+    for name, (set_name, _, blocks) in e.sets.items():
+        texts = []
+        for rel in fixtures.FIXTURE_SETS[set_name]["files"]:
+            with open(fixtures.fixture_path(rel), encoding="utf-8") as f:
+                texts.append(f.read())
+        for n in sorted(blocks):
+            body = _post(e.server.chain_url(name),
+                         '[{"jsonrpc":"2.0","id":0,"method":"eth_getBlockByNumber",'
+                         '"params":["%s",true]},{"jsonrpc":"2.0","id":1,'
+                         '"method":"eth_getBlockReceipts","params":["%s"]}]' % (hex(n), hex(n)))
+            block, receipts = [r["result"] for r in fixtures.loads_recorded(body)]
+            for obj in [block] + list(receipts):
+                assert any(obj.raw in t for t in texts), \
+                    (set_name, n, "served text not in the recorded files", obj.raw[:200])
+            assert block == blocks[n][0] and receipts == blocks[n][1], (set_name, n)
+            if block.raw != json.dumps(block, separators=(",", ":")):
+                differs.append(set_name)
+    assert {"mainnet-483920", "mainnet-1755634", "mainnet-17000000",
+            "mainnet-18000000"} <= set(differs), differs
 
 
 # ---------------------------------------------------------------------------
