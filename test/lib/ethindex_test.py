@@ -1064,14 +1064,6 @@ def log_contract_init():
     return prefix(len(prefix(0))) + rt
 
 
-def free_dir(path):
-    """Create (or empty) a test directory owned by the current user."""
-    if os.path.exists(path):
-        shutil.rmtree(path)
-    os.makedirs(path)
-    return path
-
-
 # ---------------------------------------------------------------------------
 # Transactions of every type on an anvil node
 # ---------------------------------------------------------------------------
