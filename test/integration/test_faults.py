@@ -431,8 +431,9 @@ def test_retry_backs_off():
     waiting 100 ms, doubling up to ethindex.retry_max_delay (1 s here),
     between attempts (docs/operations.md), reports the error, and recovers
     when the endpoint does.  Measured at the node: the times its requests
-    arrive.  Only lower bounds on the gaps (a loaded machine makes them
-    longer, never shorter) and a loose upper bound on the capped ones."""
+    arrive.  Bounds with margins: a loaded machine makes the gaps longer
+    (the upper bounds leave seconds), an early wake of the fetcher one of
+    them shorter."""
     pname = next_name("backoff")
     proxy.add_fault("http_status", chain=pname, status=500)
     nreq = 9
@@ -448,12 +449,18 @@ def test_retry_backs_off():
         gaps = [b - a for a, b in zip(starts, starts[1:])]
         print("   gaps between attempts (s): %s" % ", ".join("%.2f" % g for g in gaps), flush=True)
         # every attempt is one request (eth_chainId first); after the k-th
-        # failure the fetcher waits 100 ms << (k - 1), at most 1 s
+        # failure the fetcher waits 100 ms << (k - 1), at most 1 s: gaps of
+        # 0.1, 0.2, 0.4, 0.8, 1, 1, 1, 1 s.  The wait ends early when the
+        # fetcher's latch is set (seen once at 0.16 s for 0.2 s), so only
+        # bounds that one early wake cannot break:
         want = [min(0.1 * 2 ** k, RETRY_MAX_DELAY) for k in range(len(gaps))]
-        for k, (g, w) in enumerate(zip(gaps, want)):
-            assert g >= 0.9 * w, \
-                ("attempt %d came %.3fs after the one before, want at least %.1fs (gaps %r)"
-                 % (k + 2, g, w, gaps))
+        # no hammering: 5.5 s in all (at 100 ms each it would be 0.8 s)
+        assert sum(gaps) >= 0.6 * sum(want), \
+            "%d attempts in %.2fs, want at least %.2fs: %r" % (nreq, sum(gaps), sum(want), gaps)
+        # the delays grow: the later ones are about 1 s, the first ones short
+        late = sorted(gaps[-4:])
+        assert (late[1] + late[2]) / 2 >= 0.9 * RETRY_MAX_DELAY, gaps
+        assert min(gaps[:2]) < 0.5, gaps
         # capped at retry_max_delay: the last three would be 3.2, 6.4, 12.8 s uncapped
         assert sum(gaps[-3:]) < 3 * RETRY_MAX_DELAY + 4, gaps
         st = status(name)
