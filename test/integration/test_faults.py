@@ -456,7 +456,8 @@ def test_retry_backs_off():
         want = [min(0.1 * 2 ** k, RETRY_MAX_DELAY) for k in range(len(gaps))]
         # no hammering: 5.5 s in all (at 100 ms each it would be 0.8 s)
         assert sum(gaps) >= 0.6 * sum(want), \
-            "%d attempts in %.2fs, want at least %.2fs: %r" % (nreq, sum(gaps), sum(want), gaps)
+            ("%d attempts in %.2fs, want at least %.2fs (60 %% of %.1fs): %r"
+             % (nreq, sum(gaps), 0.6 * sum(want), sum(want), gaps))
         # the delays grow: the later ones are about 1 s, the first ones short
         late = sorted(gaps[-4:])
         assert (late[1] + late[2]) / 2 >= 0.9 * RETRY_MAX_DELAY, gaps
