@@ -457,12 +457,12 @@ def stop_replay_cluster(cluster, tmpdir, replay, proxy=None):
     try:
         stop_extension_cluster(cluster, tmpdir)
     finally:
-        for srv in (proxy, replay):
-            if srv is not None:
-                try:
-                    srv.stop()
-                except Exception:
-                    pass
+        try:
+            if proxy is not None:
+                proxy.stop()
+        finally:
+            if replay is not None:
+                replay.stop()
 
 
 def _conf_value(v):
