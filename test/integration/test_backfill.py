@@ -40,9 +40,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import ethindex_test as et          # noqa: E402
 import synthchain                   # noqa: E402
 from pgwire import PgConnection       # noqa: E402
-from rpcserver import Chain, RpcServer  # noqa: E402
+from rpcserver import Chain           # noqa: E402
 
-PORT_BASE = int(os.environ.get("ETHINDEX_BACKFILL_PORT_BASE", "57300"))
+PORT_BASE = 57300       # default of ETHINDEX_BACKFILL_PORT_BASE (start_replay_cluster)
 NBLOCKS = 2500
 PARTITION = 1000
 STALL = 1500            # the node fails from this block until cleared
@@ -70,25 +70,16 @@ lit = et.sql_literal
 def setup_module(module=None):
     global cluster, replay, tmpdir, blocks
     blocks = synthchain.generate(NBLOCKS, chain_id=CHAIN_ID)
-    try:
-        replay = RpcServer(et.free_port(PORT_BASE, PORT_BASE + 10)).start()
-        replay.add_chain(Chain(CHAIN, CHAIN_ID, blocks))
-        cluster, tmpdir = et.start_extension_cluster(
-            "ethindex-backfill-", et.free_port(PORT_BASE + 10, PORT_BASE + 20), SETTINGS)
-    except BaseException:
-        teardown_module()
-        raise
+    cluster, tmpdir, replay, _ = et.start_replay_cluster(
+        "backfill", PORT_BASE, SETTINGS, chains=[Chain(CHAIN, CHAIN_ID, blocks)])
 
 
 def teardown_module(module=None):
     global cluster, replay
     try:
-        et.stop_extension_cluster(cluster, tmpdir)
+        et.stop_replay_cluster(cluster, tmpdir, replay)
     finally:
-        cluster = None
-        if replay is not None:
-            replay.stop()
-        replay = None
+        cluster = replay = None
 
 
 def sc(sql):
