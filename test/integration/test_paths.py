@@ -37,8 +37,8 @@ order.
     (held up by a lock), which then needs the checkpoint row: DROP EXTENSION
     waits for them instead of failing with a deadlock.
 
-ETHINDEX_PATHS_PORT_BASE (58600) picks the ports (replay server base..+10,
-cluster base+10..+30).
+ETHINDEX_PATHS_PORT_BASE (58600) picks the ports (start_replay_cluster:
+replay server base..+10, cluster base+20..+30).
 
 Run:  runuser -u ethindex -- python3 test/integration/run.py -k paths
 """
@@ -56,9 +56,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import ethindex_test as et          # noqa: E402
 import synthchain                   # noqa: E402
 from pgwire import PgConnection    # noqa: E402
-from rpcserver import Chain, RpcServer  # noqa: E402
+from rpcserver import Chain           # noqa: E402
 
-PORT_BASE = int(os.environ.get("ETHINDEX_PATHS_PORT_BASE", "58600"))
+PORT_BASE = 58600       # default of ETHINDEX_PATHS_PORT_BASE (start_replay_cluster)
 CHAIN_ID_BASE = 930000
 MAX_CHAINS = 3
 QUEUE_BYTES = 1024 * 1024
@@ -83,24 +83,15 @@ lit = et.sql_literal
 
 def setup_module(module=None):
     global cluster, tmpdir, replay
-    try:
-        replay = RpcServer(et.free_port(PORT_BASE, PORT_BASE + 10)).start()
-        cluster, tmpdir = et.start_extension_cluster(
-            "ethindex-paths-", et.free_port(PORT_BASE + 10, PORT_BASE + 30), SETTINGS)
-    except BaseException:
-        teardown_module()
-        raise
+    cluster, tmpdir, replay, _ = et.start_replay_cluster("paths", PORT_BASE, SETTINGS)
 
 
 def teardown_module(module=None):
     global cluster, replay
     try:
-        et.stop_extension_cluster(cluster, tmpdir)
+        et.stop_replay_cluster(cluster, tmpdir, replay)
     finally:
-        cluster = None
-        if replay is not None:
-            replay.stop()
-        replay = None
+        cluster = replay = None
 
 
 # ---------------------------------------------------------------------------

@@ -842,19 +842,24 @@ def fetch_block(url, number, timeout=30):
 def stored_rows(cluster, chain_id, first, last, db="ethindex_test"):
     """{table: {key tuple: row dict}} of what ethindex stored for blocks
     first..last of chain_id, values converted with db_value.  Duplicate keys
-    (which a primary key should prevent) are reported under key + ('dup', n)."""
+    (which a primary key should prevent) are reported under key + ('dup', n).
+    One query reads the column types and the rows of every table."""
+    parts = []
+    for table in TABLES:
+        parts.append(
+            "%s, json_build_object('types', (SELECT json_object_agg(a.attname, "
+            "format_type(a.atttypid, a.atttypmod)) FROM pg_attribute a WHERE a.attrelid = "
+            "'ethindex.%s'::regclass AND a.attnum > 0 AND NOT a.attisdropped), "
+            "'rows', (SELECT coalesce(json_agg(row_to_json(t) ORDER BY %s), '[]') "
+            "FROM ethindex.%s t WHERE chain_id = %d AND %s BETWEEN %d AND %d))"
+            % (sql_literal(table), table, ", ".join(TABLE_KEYS[table]), table, chain_id,
+               TABLE_KEYS[table][0], first, last))
+    stored = loads(cluster.psql("SELECT json_build_object(%s)" % ", ".join(parts), db=db))
     out = {}
     for table in TABLES:
-        cols = table_columns(cluster, table)
-        types = dict(cols)
-        numcol = TABLE_KEYS[table][0]
-        text = cluster.psql(
-            "SELECT coalesce(json_agg(row_to_json(t) ORDER BY %s), '[]') "
-            "FROM ethindex.%s t WHERE chain_id = %d AND %s BETWEEN %d AND %d"
-            % (", ".join(TABLE_KEYS[table]), table, chain_id, numcol, first, last),
-            db=db)
+        types = stored[table]["types"]
         rows = {}
-        for raw in loads(text):
+        for raw in stored[table]["rows"]:
             row = {k: db_value(v, types[k]) for k, v in raw.items()}
             key = tuple(row[k] for k in TABLE_KEYS[table])
             if key in rows:
