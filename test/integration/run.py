@@ -16,7 +16,9 @@ does not shut down cleanly, for example) is a failure of its own.
 
 --shuffle SEED runs the modules, and the tests of each module, in an order
 drawn from SEED (printed), to show that no module or test depends on
-another having run before it.
+another having run before it.  A module whose tests are the steps of one
+scenario says so (TESTS_IN_ORDER = "why"); its tests keep their order, and
+each still runs alone.
 
 Usage: run.py [-k SUBSTRING] [-x] [--shuffle SEED] [module ...]
 """
@@ -107,7 +109,7 @@ def main():
                  if not args.substring or args.substring in "%s.%s" % (modname, f.__name__)]
         if not tests:
             continue
-        if rng is not None:
+        if rng is not None and not getattr(mod, "TESTS_IN_ORDER", None):
             rng.shuffle(tests)
         print("== %s: %d test(s)" % (modname, len(tests)), flush=True)
 

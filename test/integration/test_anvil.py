@@ -96,23 +96,11 @@ def workers_gone_sql(chain):
             "FROM ethindex.chain_status WHERE name = %s" % lit(chain))
 
 
-def remove_all_chains():
-    """Stop every registered chain, wait for its workers to exit and remove
-    it with its data."""
-    names = [r["name"] for r in q("SELECT name FROM ethindex.chains")]
-    for name in names:
-        cluster.psql("SELECT ethindex.stop(%s)" % lit(name))
-    for name in names:
-        cluster.wait_until(workers_gone_sql(name), timeout=60)
-        cluster.psql("SELECT ethindex.remove_chain(%s, drop_data => true)" % lit(name))
-    assert sc("SELECT count(*) FROM ethindex.blocks") == "0"
-
-
 def fresh_chain(url=None, start_block=0, name=CHAIN, chain_id=CHAIN_ID, start=True):
     """The chain this test needs and nothing else: every registered chain
     removed with its data, then "name" registered (endpoint url, default
     anvil) from start_block and started."""
-    remove_all_chains()
+    cluster.remove_all_chains()
     cluster.psql("SELECT ethindex.add_chain(%s, ARRAY[%s], chain_id => %d, start_block => %d, "
                  "confirmations => 0, poll_interval => %s)"
                  % (lit(name), lit(url or anvil.url), chain_id, start_block, lit(POLL)))

@@ -104,6 +104,8 @@ def test_dump_and_restore():
 
 
 def test_register_again_over_kept_data():
+    cluster.psql("SELECT ethindex.stop('d')")
+    cluster.wait_stopped("d")
     cluster.psql("SELECT ethindex.remove_chain('d')")      # the rows stay
     stored = cluster.scalar("SELECT count(*) FROM ethindex.blocks")
     try:

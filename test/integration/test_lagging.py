@@ -28,6 +28,11 @@ from ethindex_test import (Anvil, AnvilTransactions, compare_chain, fetch_block,
                            sql_literal, start_extension_cluster, stop_extension_cluster)
 from rpcserver import Chain, RpcServer
 
+# test_follows_the_node_afterwards is the scenario's last step: the blocks it
+# has the node mine take the stored head past the older branch, which the
+# other tests need to be the longer one.  Each test still runs alone.
+TESTS_IN_ORDER = "the last test moves the stored head past the older branch"
+
 CHAIN = "lag"
 CHAIN_ID = 31337
 TEST_TIMEOUT = 180

@@ -72,6 +72,19 @@ def refetch(first, last, timeout=60):
         time.sleep(0.05)
 
 
+def fresh_chain():
+    """The chain registered afresh (an earlier registration removed with its
+    data, reorganizations and refetch requests), started and indexed through
+    the node's head: each test starts from an intact chain."""
+    cluster.remove_all_chains()
+    cluster.psql("SELECT ethindex.add_chain(%s, ARRAY[%s], chain_id => %d, batch_size => 4); "
+                 "SELECT ethindex.start(%s)"
+                 % (sql_literal(CHAIN), sql_literal(anvil.url), CHAIN_ID, sql_literal(CHAIN)))
+    head = head_indexed()
+    assert gaps(True) == []
+    return head
+
+
 def setup_module():
     global cluster, tmpdir, anvil, txs
     base = int(os.environ.get("ETHINDEX_REFETCH_PORT_BASE", "58000"))
@@ -79,10 +92,7 @@ def setup_module():
     anvil = Anvil(free_port(base + 50, base + 70), logdir=tmpdir)
     txs = AnvilTransactions(anvil, tmpdir)
     txs.mine_blocks(30, all_types=True)
-    cluster.psql("SELECT ethindex.add_chain(%s, ARRAY[%s], chain_id => %d, batch_size => 4); "
-                 "SELECT ethindex.start(%s)"
-                 % (sql_literal(CHAIN), sql_literal(anvil.url), CHAIN_ID, sql_literal(CHAIN)))
-    check_chain(0, head_indexed())
+    check_chain(0, fresh_chain())
 
 
 def teardown_module():
@@ -91,23 +101,32 @@ def teardown_module():
     stop_extension_cluster(cluster, tmpdir)
 
 
-def test_no_gaps():
-    assert gaps() == [] and gaps(True) == []
-
-
-def test_gaps_of_rows_deleted_by_hand():
+def delete_some_rows():
+    """Blocks 5-7 wholly, the logs of 12, the transactions and logs of 20-21."""
     for table in ("blocks", "transactions", "logs", "withdrawals"):
         delete_rows(table, 5, 7)
     delete_rows("logs", 12, 12)
     delete_rows("transactions", 20, 21)
     delete_rows("logs", 20, 21)
+
+
+def test_no_gaps():
+    fresh_chain()
+    assert gaps() == [] and gaps(True) == []
+
+
+def test_gaps_of_rows_deleted_by_hand():
+    fresh_chain()
+    delete_some_rows()
     assert gaps() == [(5, 7, "missing blocks")]
     assert gaps(True) == [(5, 7, "missing blocks"), (12, 12, "missing or extra rows"),
                           (20, 21, "missing or extra rows")]
 
 
 def test_refetch_replaces_the_rows():
-    head = head_indexed()
+    head = fresh_chain()
+    delete_some_rows()
+    assert len(gaps(True)) == 3
     row = refetch(5, 21)
     assert row["error"] is None and row["next_block"] == 22, row
     assert gaps(True) == []
@@ -115,12 +134,22 @@ def test_refetch_replaces_the_rows():
 
 
 def test_refetch_requested_while_stopped():
+    fresh_chain()
     cluster.psql("SELECT ethindex.stop(%s)" % sql_literal(CHAIN))
+    cluster.wait_until("SELECT state = 'stopped' AND fetcher_pid IS NULL FROM ethindex.chain_status "
+                       "WHERE name = %s" % sql_literal(CHAIN), timeout=30)
     for table in ("blocks", "transactions", "logs"):
         delete_rows(table, 2, 2)
     rid = sc("SELECT ethindex.refetch(%s, 2, 3)" % sql_literal(CHAIN))
-    time.sleep(0.5)
-    assert sc("SELECT finished_at IS NULL FROM ethindex.refetches WHERE id = %s" % rid) == "t"
+    # over more than two of the launcher's 1 s turns (which would start a
+    # fetcher for it), the stopped chain gets none and the request waits
+    until = time.monotonic() + 2.5
+    while time.monotonic() < until:
+        assert sc("SELECT r.finished_at IS NULL AND s.fetcher_pid IS NULL "
+                  "FROM ethindex.refetches r, ethindex.chain_status s "
+                  "WHERE r.id = %s AND s.name = %s" % (rid, sql_literal(CHAIN))) == "t"
+        time.sleep(0.1)
+    assert gaps(True) == [(2, 2, "missing blocks")]
     cluster.psql("SELECT ethindex.start(%s)" % sql_literal(CHAIN))
     cluster.wait_until("SELECT finished_at IS NOT NULL AND error IS NULL "
                        "FROM ethindex.refetches WHERE id = %s" % rid, timeout=60)
@@ -131,7 +160,7 @@ def test_refetch_requested_while_stopped():
 def test_refetch_of_a_replaced_branch_fails():
     """The node replaced the last blocks; no new block yet, so the chain has
     not seen it.  A refetch of them must not mix the branches."""
-    head = head_indexed()
+    head = fresh_chain()
     stored = cluster.query("SELECT number, hash FROM ethindex.blocks WHERE chain_id = %d "
                            "ORDER BY number" % CHAIN_ID)
     anvil.rpc("anvil_reorg", [3, [[txs.simple(500)[0], 0]]])
@@ -156,6 +185,7 @@ def test_refetch_needs_a_stored_block_to_check_against():
     """A batch whose last block and the block after it are both missing
     cannot be checked against the stored chain: the request fails, and a
     range that ends at a stored block repairs the gap."""
+    fresh_chain()
     for table in ("blocks", "transactions", "logs", "withdrawals"):
         delete_rows(table, 8, 10)
     row = refetch(8, 9)
@@ -167,6 +197,7 @@ def test_refetch_needs_a_stored_block_to_check_against():
 
 
 def test_refetch_refuses_bad_ranges():
+    fresh_chain()
     through = int(cluster.chain_status(CHAIN)["indexed_through"])
     for args, message in (
             ("%d, %d" % (through, through + 1),

@@ -15,7 +15,8 @@ streams from it with the library preloaded.
     replicated checkpoint and stores exactly the node's chain: nothing lost,
     nothing stored twice.
 
-ETHINDEX_STANDBY_PORT_BASE (59800) picks the ports.
+Each test starts from an intact primary and standby (built again after a
+failover).  ETHINDEX_STANDBY_PORT_BASE (59800) picks the ports.
 """
 
 import os
@@ -36,8 +37,11 @@ anvil = None
 txs = None
 
 
-def setup_module():
+def build_pair():
+    """A primary indexing an anvil chain and a hot standby cloned from it
+    (what an earlier test left, for instance a failover, is stopped)."""
     global primary, standby, tmpdir, anvil, txs
+    teardown_module()
     primary, tmpdir, anvil, txs, base = start_anvil_cluster("standby", 59800, SETTINGS)
     standby = PgCluster(os.path.join(tmpdir, "standby"), free_port(base + 20, base + 40))
 
@@ -54,12 +58,25 @@ def setup_module():
     standby.start()
 
 
+def pair():
+    """The primary and its standby as build_pair() made them, built again
+    if a failover ended them."""
+    if not primary.running or standby.scalar("SELECT pg_is_in_recovery()") != "t":
+        build_pair()
+
+
+def setup_module():
+    build_pair()
+
+
 def teardown_module():
+    global primary, standby, anvil
     try:
         if standby is not None:
             standby.stop()
     finally:
         stop_anvil_cluster(primary, tmpdir, anvil)
+        primary = standby = anvil = None
 
 
 def wait_for(c, block, timeout=60):
@@ -72,6 +89,7 @@ def ethindex_backends(c):
 
 
 def test_standby_is_idle_and_replicates():
+    pair()
     assert standby.scalar("SELECT pg_is_in_recovery()") == "t"
     head = txs.mine_blocks(6, start=20)
     wait_for(primary, head)
@@ -93,6 +111,7 @@ def test_standby_is_idle_and_replicates():
 
 
 def test_failover_resumes_from_the_checkpoint():
+    pair()
     # the primary fails while indexing a run of blocks: a session holds a
     # data table locked, so that the insert workers wait in the middle of it
     blocker = PgConnection(primary.basedir, primary.port, "ethindex_test")

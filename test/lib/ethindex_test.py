@@ -349,6 +349,25 @@ class PgCluster:
         except PsqlError:
             pass
 
+    def wait_stopped(self, name, timeout=60, db="ethindex_test"):
+        """Wait until chain "name" is stopped and its workers have exited."""
+        self.wait_until("SELECT state = 'stopped' AND fetcher_pid IS NULL AND "
+                        "coalesce(cardinality(array_remove(writer_pids, NULL)), 0) = 0 "
+                        "FROM ethindex.chain_status WHERE name = %s" % sql_literal(name),
+                        timeout=timeout, db=db)
+
+    def remove_all_chains(self, timeout=60, db="ethindex_test"):
+        """A clean slate for a test: stop every registered chain, wait until
+        its workers have exited, and remove it with its data."""
+        names = [r["name"] for r in self.query("SELECT name FROM ethindex.chains", db=db)]
+        for name in names:
+            self.psql("SELECT ethindex.stop(%s)" % sql_literal(name), db=db)
+        for name in names:
+            self.wait_stopped(name, timeout, db)
+            self.psql("SELECT ethindex.remove_chain(%s, drop_data => true)" % sql_literal(name),
+                      db=db)
+        assert self.scalar("SELECT count(*) FROM ethindex.blocks", db=db) == "0"
+
     def assert_no_crash(self):
         """No process of the server crashed or panicked."""
         log = self.log_text()
