@@ -23,10 +23,11 @@
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "catalog/namespace.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
-#include "nodes/makefuncs.h"
+#include "commands/extension.h"
 #include "pgstat.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -36,26 +37,29 @@
 /*
  * Run work(arg) in a transaction of its own, with SPI and a snapshot.
  *
- * The transaction first takes ACCESS SHARE on ethindex.chains (if it
- * exists), the table DROP EXTENSION locks before the data tables: every
- * worker transaction then takes its locks in the order DROP EXTENSION does.
- * An insert worker's batch locks partitions and only then the checkpoint
- * row; without this, a DROP EXTENSION that got the lock of chains in
- * between waited for the partitions while the worker waited for chains, a
- * deadlock that failed the DROP.  Now DROP EXTENSION waits until the
- * workers' transactions under way end, and theirs after it wait for it.
+ * The transaction first takes ACCESS SHARE on the extension itself (when it
+ * exists), the object DROP EXTENSION locks, exclusively, before any of its
+ * members.  A DROP EXTENSION therefore waits until the workers'
+ * transactions under way end, and their next ones wait for it, before it
+ * locks a table: without this it locked the extension's tables in the order
+ * of pg_depend, which is not the order a worker locks them in (an insert
+ * worker's batch locks partitions, then the checkpoint row in
+ * ethindex.chains), and the two could deadlock, failing the DROP.
  */
 void
 run_in_transaction(const char *activity, TransactionWork work, void *arg)
 {
 	MemoryContext outer = CurrentMemoryContext;
+	Oid			extension;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	(void) RangeVarGetRelid(makeRangeVar("ethindex", "chains", -1), AccessShareLock, true);
+	pgstat_report_activity(STATE_RUNNING, activity);
+	extension = get_extension_oid("ethindex", true);
+	if (OidIsValid(extension))
+		LockDatabaseObject(ExtensionRelationId, extension, 0, AccessShareLock);
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, activity);
 	MemoryContextSwitchTo(outer);
 	work(arg);
 	SPI_finish();
