@@ -81,6 +81,7 @@ SELECT * FROM ethindex._split_response('{"jsonrpc":"2.0","id":0,"result":"bad \x
 SELECT * FROM ethindex._split_response('"just a string"');
 SELECT * FROM ethindex._split_response('{"jsonrpc":"2.0","id":0,"result":1}', '{-1}');
 SELECT * FROM ethindex._split_response('{"jsonrpc":"2.0","id":0,"result":1}', '{0,NULL}');
+SELECT * FROM ethindex._split_response('{"jsonrpc":"2.0","id":0,"result":1}', '{{0},{1}}');
 
 -- real responses as recorded (mainnet block 1755635 and a receipt of it,
 -- pretty-printed by the Parity node ethereum-etl recorded them from; see

@@ -183,6 +183,10 @@ ethindex_split_response(PG_FUNCTION_ARGS)
 		bool	   *elem_nulls;
 		int			nelems;
 
+		if (ARR_NDIM(ids) > 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+					 errmsg("request ids must be a one-dimensional array")));
 		deconstruct_array(ids, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
 						  &elems, &elem_nulls, &nelems);
 		for (int i = 0; i < nelems; i++)

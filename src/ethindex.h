@@ -44,7 +44,7 @@
 
 /*
  * The library's version (default_version of ethindex.control), and the
- * versions of the extension's SQL it can run: the previous one too, so that
+ * versions of the extension's SQL it can run: the earlier ones too, so that
  * chains go on between installing a new library and ALTER EXTENSION UPDATE.
  */
 #define ETHINDEX_VERSION			"0.3"

@@ -289,13 +289,10 @@ fetch_header_hashes(FetcherState *st, int endpoint, int64 lo, int64 hi,
 	nreplies = eth_split_rpc_response(response, len, &replies);
 	for (int64 x = lo; x <= hi; x++)
 	{
-		RpcReply   *reply = NULL;
+		const RpcReply *reply = eth_find_reply(replies, nreplies, x - lo);
 		char	   *what = psprintf("block " INT64_FORMAT, x);
 		int64		number;
 
-		for (int i = 0; i < nreplies; i++)
-			if (replies[i].id == x - lo)
-				reply = &replies[i];
 		if (reply == NULL || reply->is_error)
 			ereport(ERROR,
 					(errcode(ERRCODE_CONNECTION_FAILURE),
