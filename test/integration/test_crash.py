@@ -73,6 +73,9 @@ from ethindex_test import ANVIL_ACCOUNTS, PsqlError  # noqa: E402
 from rpcserver import RpcServer     # noqa: E402
 
 PORT_BASE = int(os.environ.get("ETHINDEX_CRASH_PORT_BASE", "59500"))
+# the tests are the phases of one run (see above); a test run alone runs the
+# phases before it first (after())
+TESTS_IN_ORDER = "phases of one indexing run under kills"
 SEED = int(os.environ.get("ETHINDEX_CRASH_SEED", "7702"))
 CHAIN = "crash"
 CHAIN_ID = 31337
@@ -566,6 +569,15 @@ def kill_with_batches_ahead():
         (found.group(0), through, ahead)
 
 
+def after(*phases):
+    """Run the phases (tests) this one follows that have not passed in this
+    run, so that each test also runs alone (-k): they are one scenario."""
+    for phase in phases:
+        if phase not in state["passed"]:
+            {"backfill": test_kills_during_backfill, "live": test_kills_during_live_tail,
+             "rollback": test_kills_during_rollback}[phase]()
+
+
 def test_kills_during_backfill():
     """Kills while the chain indexes its ~2600 blocks of history: at random
     heights of the checkpoint (reached, then a pause of 0-50 ms) while the
@@ -599,6 +611,7 @@ test_kills_during_backfill.timeout = 400
 
 def test_kills_during_live_tail():
     """Iterations of node activity, a random pause, a random kill."""
+    after("backfill")
     for i in range(LIVE_ITERATIONS):
         if rng.random() < 0.5:
             # sometimes from a chain at the head, sometimes from one catching up
@@ -659,6 +672,7 @@ def stop_rollback_and_kill(kind, make_reorg):
 
 
 def test_kills_during_rollback():
+    after("backfill")
     stop_rollback_and_kill("writer", lambda: reorg_with_txs(3))
     stop_rollback_and_kill("immediate", lambda: rollback_and_branch(2))
     stop_rollback_and_kill("fetcher", lambda: reorg_with_txs(1))
@@ -670,6 +684,7 @@ test_kills_during_rollback.timeout = 400
 
 def test_exactly_once():
     """After the last kill: the stored chain equals the node's."""
+    after("backfill", "live", "rollback")
     head = mine_with_txs(2)
     wait_for_head(head)
     cluster.wait_until("SELECT state = 'running' AND indexed_through = %d FROM "
@@ -733,4 +748,4 @@ def test_exactly_once():
     state["passed"].add("exactly_once")
 
 
-test_exactly_once.timeout = 400
+test_exactly_once.timeout = 900

@@ -309,7 +309,7 @@ def test_deeper_than_max_reorg_depth():
     cluster.psql("SELECT ethindex.stop('tail0'); "
                  "SELECT ethindex.alter_chain('tail0', max_reorg_depth => 64); "
                  "SELECT ethindex.start('tail0')")
-    check_stored(tail, first=stored_head - 20)
+    check_stored(tail, first=max(0, stored_head - 20))
     rows = tail.new_reorgs()
     assert [(r["fork_block"], r["depth"]) for r in rows] == [(stored_head - 8, 8)], rows
     cluster.wait_until("SELECT state = 'running' FROM ethindex.chain_status WHERE name = 'tail0'")
