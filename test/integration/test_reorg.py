@@ -258,10 +258,13 @@ def _depths(first, seeds):
 def test_reorgs_at_the_head():
     tail = chains["tail0"]
     check_stored(tail)
+    # (the deeper-than-max test may have recorded one on this chain before)
+    earlier = int(cluster.scalar("SELECT count(*) FROM ethindex.reorgs WHERE chain_id = %d"
+                                 % tail.chain_id))
     for seed, depths in zip(SEEDS, _depths(1, SEEDS)):
         run_scenario(tail, seed, depths)
     check_stored(tail)
-    assert check_notifications(tail) == len(SEEDS) * OPS_PER_SEED
+    assert check_notifications(tail) == earlier + len(SEEDS) * OPS_PER_SEED
 
 
 test_reorgs_at_the_head.timeout = 600
