@@ -49,9 +49,26 @@ def teardown_module():
     stop_anvil_cluster(cluster, tmpdir, anvil)
 
 
+def sec_running():
+    """Chain "sec" over anvil registered, started and indexed through the
+    node's head: what the tests that use it start from, whichever ran
+    before (test_search_path_does_not_reach_the_workers registers it first,
+    test_remove_right_after_stop removes it)."""
+    if cluster.scalar("SELECT count(*) FROM ethindex.chains WHERE name = 'sec'") == "0":
+        cluster.psql("SELECT ethindex.add_chain('sec', ARRAY[%s], chain_id => 31337)"
+                     % sql_literal(anvil.url))
+    cluster.psql("SELECT ethindex.start('sec')")
+    assert cluster.scalar("SELECT ethindex.wait_for('sec', %d, '60 s')" % anvil.head()) == "t", \
+        cluster.chain_status("sec")
+
+
 def test_search_path_does_not_reach_the_workers():
     """Operators on bigint and text in a schema first on the database's
     search_path record every call; the workers' SQL uses both kinds."""
+    if cluster.scalar("SELECT count(*) FROM ethindex.chains WHERE name = 'sec'") == "1":
+        cluster.psql("SELECT ethindex.stop('sec')")
+        cluster.wait_stopped("sec")
+        cluster.psql("SELECT ethindex.remove_chain('sec', drop_data => true)")
     cluster.psql("""
         CREATE ROLE mallory LOGIN;
         CREATE SCHEMA evil AUTHORIZATION mallory;
@@ -114,9 +131,18 @@ def worker_pids():
     return out
 
 
+def sec_worker_pids():
+    """The fetcher and insert workers of chain "sec", from shared memory
+    (chain_status reads ethindex.chains, which a test renames a column of)."""
+    st = cluster.query("SELECT fetcher_pid, writer_pids FROM ethindex._runtime_state() "
+                       "WHERE name = 'sec'")[0]
+    return {"fetcher": st["fetcher_pid"], "writers": set(st["writer_pids"] or ())}
+
+
 def test_launcher_error_leaves_chains_alone():
-    before = worker_pids()
-    assert len(before.get("ethindex writer", ())) == 2 and before.get("ethindex fetcher"), before
+    sec_running()
+    before = sec_worker_pids()
+    assert len(before["writers"]) == 2 and before["fetcher"], before
     since = cluster.log_position()
     cluster.psql("ALTER TABLE ethindex.chains RENAME COLUMN enabled TO enabled_x")
     try:
@@ -126,20 +152,23 @@ def test_launcher_error_leaves_chains_alone():
         while cluster.log_text()[since:].count('column "enabled" does not exist') < 3:
             assert time.monotonic() < deadline, cluster.log_tail(20)
             time.sleep(0.2)
-        assert worker_pids() == before, (worker_pids(), before)
+        assert sec_worker_pids() == before, (sec_worker_pids(), before)
     finally:
         cluster.psql("ALTER TABLE ethindex.chains RENAME COLUMN enabled_x TO enabled")
     head = txs.mine_blocks(1, start=70)
     assert cluster.scalar("SELECT ethindex.wait_for('sec', %d, '30 s')" % head) == "t"
-    assert worker_pids() == before
+    assert sec_worker_pids() == before
     log = cluster.log_text()[since:]
     assert 'background worker "ethindex launcher"' not in log, log[-2000:]
 
 
 def test_slot_warning_once():
+    sec_running()
     since = cluster.log_position()
     slots = int(cluster.scalar("SHOW ethindex.max_chains"))
-    names = ["full%d" % i for i in range(slots)]
+    started = int(cluster.scalar("SELECT count(*) FROM ethindex.chains WHERE enabled"))
+    # one chain more than slots: exactly one waits
+    names = ["full%d" % i for i in range(slots + 1 - started)]
     for i, name in enumerate(names):
         cluster.psql("SELECT ethindex.add_chain(%s, ARRAY['http://127.0.0.1:1/'], chain_id => %d); "
                      "SELECT ethindex.start(%s)" % (sql_literal(name), 777000 + i, sql_literal(name)))
@@ -171,10 +200,11 @@ def denied(role, sql):
         raise AssertionError("%s could run: %s" % (role, sql))
 
 
-def test_roles():
-    """Admins control chains and read endpoint URLs; monitors see status
-    without secrets; readers read data; nobody else does anything; nobody
-    but the owner writes the configuration directly."""
+def make_roles():
+    """alice (admin), bob (monitor), carol (reader), dave and eve (nothing
+    of ethindex but USAGE; eve has SELECT on every table), once."""
+    if cluster.scalar("SELECT count(*) FROM pg_roles WHERE rolname = 'alice'") == "1":
+        return
     cluster.psql("""
         CREATE ROLE alice LOGIN IN ROLE ethindex_admin;
         CREATE ROLE bob LOGIN IN ROLE ethindex_monitor;
@@ -185,10 +215,25 @@ def test_roles():
         -- a routine grant of everything in the schema
         GRANT SELECT ON ALL TABLES IN SCHEMA ethindex TO eve;
     """)
+
+
+def keyed_chain():
+    """Chain "keyed" (an unreachable endpoint URL with keys in it) added and
+    started by alice: its endpoint_urls() as she reads them."""
+    make_roles()
     as_role("alice", "SELECT ethindex.add_chain('keyed', ARRAY[%s], chain_id => 424242); "
             "SELECT ethindex.alter_chain('keyed', poll_interval => '1 s')" % sql_literal(KEYED_URL))
-    assert as_role("alice", "SELECT ethindex.endpoint_urls('keyed')") == "{%s}" % KEYED_URL
+    urls = as_role("alice", "SELECT ethindex.endpoint_urls('keyed')")
     as_role("alice", "SELECT ethindex.start('keyed')")
+    return urls
+
+
+def test_roles():
+    """Admins control chains and read endpoint URLs; monitors see status
+    without secrets; readers read data; nobody else does anything; nobody
+    but the owner writes the configuration directly."""
+    sec_running()           # data for the readers
+    assert keyed_chain() == "{%s}" % KEYED_URL
 
     for role in ("bob", "carol", "dave", "eve"):
         denied(role, "SELECT ethindex.stop('keyed')")
@@ -217,6 +262,8 @@ def test_roles():
 def test_keys_never_shown():
     """The key in the path and in the query of an endpoint URL appears
     nowhere: not in chain_status, not in last_error, not in the log."""
+    if cluster.scalar("SELECT count(*) FROM ethindex.chains WHERE name = 'keyed'") == "0":
+        keyed_chain()
     cluster.wait_until("SELECT last_error IS NOT NULL FROM ethindex.chain_status "
                        "WHERE name = 'keyed'", timeout=60)
     st = cluster.chain_status("keyed")
@@ -233,6 +280,7 @@ def test_keys_never_shown():
 def test_proxy_environment_ignored():
     """Proxy variables in the server's environment (here: a proxy nobody
     listens on) are not used: the endpoint is what the chain says."""
+    sec_running()
     dead = "http://127.0.0.1:%d" % free_port(59990, 59999)
     cluster.stop()
     cluster.extra_env = {"http_proxy": dead, "HTTP_PROXY": dead, "https_proxy": dead,
@@ -261,6 +309,8 @@ def test_host_policy():
     ethindex.denied_hosts refuses a name that resolves to a denied address
     (localhost -> 127.0.0.1, ::1) at connection time; nothing is indexed
     meanwhile, and with the settings reset the chain catches up."""
+    make_roles()
+    sec_running()
     try:
         cluster.psql("ALTER SYSTEM SET ethindex.denied_hosts = '10.0.0.0/8, 10.0.0.0/33'")
     except PsqlError as e:
@@ -309,6 +359,7 @@ def test_host_policy():
 def test_remove_right_after_stop():
     """remove_chain() in the transaction after stop() waits for the workers
     to exit, so that none of them creates a partition after the drop."""
+    sec_running()
     assert int(cluster.scalar("SELECT count(*) FROM ethindex.partitions WHERE chain_id = 31337")) > 0
     cluster.psql("SELECT ethindex.stop('sec')")
     cluster.psql("SELECT ethindex.remove_chain('sec', drop_data => true)")
