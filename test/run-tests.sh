@@ -62,6 +62,21 @@ failed=0
 
 stage() { printf '\n===== %s =====\n' "$*"; }
 
+# The last "N passed, N failed" line of file $1 into ok and bad; without
+# one, ok=0 and bad=$2.
+read_summary() {
+	local summary
+	summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$1" | tail -n1 || true)
+	if [ -n "$summary" ]; then
+		ok=${summary%% passed*}
+		bad=${summary#*, }
+		bad=${bad%% failed}
+	else
+		ok=0
+		bad=$2
+	fi
+}
+
 finish() {
 	local line="$passed passed, $failed failed"
 	if [ "$failed" -eq 0 ] && [ -z "${ETHINDEX_KEEP_TMP:-}" ]; then
@@ -329,15 +344,7 @@ if [ "${SKIP_INTEGRATION:-0}" != 1 ]; then
 	(cd "$WORK" && as_user env "${int_env[@]}" timeout --kill-after=30 $int_timeout \
 		python3 -u "$root/test/integration/run.py" "$@" "${modules[@]}") 2>&1 | tee "$out"
 	rc=${PIPESTATUS[0]}
-	summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n1 || true)
-	if [ -n "$summary" ]; then
-		ok=${summary%% passed*}
-		bad=${summary#*, }
-		bad=${bad%% failed}
-	else
-		ok=0
-		bad=0
-	fi
+	read_summary "$out" 0
 	if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then
 		echo "run-tests: integration runner exited with status $rc"
 		bad=1
@@ -381,16 +388,8 @@ if [ "$SANITIZE" != 1 ] && [ "${SKIP_SANITIZE:-0}" != 1 ] && [ $# -eq 0 ]; then
 	san_summary="$(mktemp)"
 	SANITIZE=1 SANITIZE_MODULES="$san_modules" ETHINDEX_SUMMARY_FILE="$san_summary" \
 		"$root/test/run-tests.sh"
-	summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$san_summary" | tail -n1 || true)
+	read_summary "$san_summary" 1
 	rm -f "$san_summary"
-	if [ -n "$summary" ]; then
-		ok=${summary%% passed*}
-		bad=${summary#*, }
-		bad=${bad%% failed}
-	else
-		ok=0
-		bad=1
-	fi
 	passed=$((passed + ok))
 	failed=$((failed + bad))
 fi
